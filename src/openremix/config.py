@@ -1,0 +1,85 @@
+"""The one `Settings` object: every knob is an `OPENREMIX_*` environment variable.
+
+Read once at start (`Settings()`), then passed down explicitly; nothing else reads the environment.
+The README's configuration table is checked against these fields by a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """openremix configuration. Each field is the env var `OPENREMIX_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENREMIX_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the API binds to.")
+    port: int = Field(8000, description="Port the API listens on.")
+    data_dir: Path = Field(
+        Path("openremix-data"),
+        description="Folder for the SQLite database and stored outputs (embedded default).",
+    )
+    database_url: str = Field(
+        "",
+        description="Job store. Empty: SQLite file `openremix.db` in the data folder.",
+    )
+    public_url: str = Field(
+        "",
+        description="Public base URL (e.g. https://remix.example.com) used to build absolute "
+        "status/response/output URLs. Empty: taken from each request's own scheme and host.",
+    )
+    api_keys: str = Field(
+        "",
+        description="Comma-separated API keys accepted in addition to keys made with "
+        "`openremix keys create`. Each gets `default_credits` on first use.",
+    )
+    default_credits: float = Field(
+        1000.0, description="Credits given to a key from `api_keys` when first seen."
+    )
+    cost_per_request: float = Field(0.04, description="Credits charged per remix.")
+    rate_limit_per_minute: int = Field(
+        600, description="Requests per minute per API key (token bucket); 0 disables."
+    )
+    retention_seconds: int = Field(
+        3600, description="How long a job's status, result and output stay readable."
+    )
+    sync_timeout_seconds: float = Field(
+        25.0,
+        description="How long a sync `/v1` call waits for its job before answering 504 "
+        "(the job goes on). Below the segmind SDK's 30 s read timeout.",
+    )
+    lease_seconds: float = Field(
+        30.0, description="A claimed job's lease; a worker renews it while it runs."
+    )
+    max_attempts: int = Field(
+        3, description="Claims of one job before it is FAILED (a worker died each time)."
+    )
+    engine: str = Field(
+        "style",
+        description="Engine: `style` (offline default), `diffusers`, or `module:attr` "
+        "naming a class that implements the Engine protocol.",
+    )
+    workers: int = Field(1, description="In-process workers started by `openremix serve`.")
+    allow_private_urls: bool = Field(
+        False,
+        description="Allow image URLs that resolve to loopback, private or link-local "
+        "addresses (off: SSRF protection).",
+    )
+    max_image_bytes: int = Field(10 * 1024 * 1024, description="Largest accepted input image.")
+    fetch_timeout_seconds: float = Field(10.0, description="Timeout for fetching image URLs.")
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024, description="Largest accepted request body (413 above)."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "openremix.db"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"

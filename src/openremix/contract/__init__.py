@@ -1,0 +1,1 @@
+"""Public request/response models and the error tree of the wire contract."""

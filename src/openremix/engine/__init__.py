@@ -1,0 +1,1 @@
+"""Remix engines and the Engine protocol."""

@@ -1,0 +1,1 @@
+"""The job record, its state machine, and the job stores."""

@@ -1,0 +1,121 @@
+"""The `JobStore` protocol: the system of record and the queue, one interface for every backend.
+
+All methods are synchronous and safe to call from several threads and several processes.
+The API calls them through `anyio.to_thread` / `run_in_threadpool`; workers call them directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from openremix.jobs.model import ApiKey, Job, NewJob
+
+
+class StoreError(Exception):
+    """Base of store errors."""
+
+
+class InsufficientCredits(StoreError):
+    def __init__(self, balance: float, cost: float) -> None:
+        super().__init__(f"Insufficient credits: balance {balance:g}, cost {cost:g}")
+        self.balance = balance
+        self.cost = cost
+
+
+class IdempotencyConflict(StoreError):
+    """The idempotency key was used before with a different request body."""
+
+
+class UnknownApiKey(StoreError):
+    pass
+
+
+class JobStore(Protocol):
+    # --- jobs -------------------------------------------------------------------------------
+    def enqueue(self, new: NewJob) -> tuple[Job, bool]:
+        """Insert a QUEUED job and debit `new.cost` from its key, in one transaction.
+
+        Debits `free_credits` first, then `credits`. Raises `InsufficientCredits` when the two
+        together are short. With an `idempotency_key` already used by the same key within the
+        retention: returns `(existing_job, False)` when `request_hash` matches, raises
+        `IdempotencyConflict` otherwise (nothing debited). Returns `(job, True)` when inserted.
+        """
+        ...
+
+    def get(self, request_id: str) -> Job | None:
+        """The job, or None when unknown or expired."""
+        ...
+
+    def claim_next(self, worker_id: str, lease_seconds: float) -> Job | None:
+        """Atomically take the next QUEUED job (highest priority, then oldest) for `worker_id`.
+
+        Sets PROCESSING, `lease_owner`, `lease_expires_at = now + lease_seconds`, `attempts += 1`,
+        `started_at` (first claim only). Two callers never get the same job.
+        """
+        ...
+
+    def heartbeat(self, request_id: str, worker_id: str, lease_seconds: float) -> bool:
+        """Renew the lease. False when the job is no longer this worker's (lost lease, cancelled)."""
+        ...
+
+    def set_progress(self, request_id: str, worker_id: str, step: int, total: int) -> bool:
+        """Record step progress; False when the job is no longer this worker's."""
+        ...
+
+    def complete(self, request_id: str, worker_id: str, result: dict[str, Any]) -> bool:
+        """PROCESSING -> COMPLETED with `result`, only if `worker_id` still holds the lease."""
+        ...
+
+    def fail(
+        self,
+        request_id: str,
+        worker_id: str | None,
+        error: str,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
+        """-> FAILED with `error` and refund the job's cost to its key.
+
+        With `worker_id`, only if that worker holds the lease. With None, any non-terminal job
+        (used by cancel and deadlines). False when nothing changed.
+        """
+        ...
+
+    def requeue_expired_leases(self) -> int:
+        """PROCESSING jobs whose lease ended go back to QUEUED; those that used all their
+        attempts are FAILED ("worker lost N times") and refunded. Returns how many changed."""
+        ...
+
+    def expire(self) -> list[dict[str, Any]]:
+        """Delete jobs whose `expires_at` has passed; return their `result` dicts (non-None) so
+        the caller can delete their output blobs."""
+        ...
+
+    def queue_depth(self) -> int:
+        """QUEUED jobs now."""
+        ...
+
+    def queue_position(self, request_id: str) -> int | None:
+        """0-based count of QUEUED jobs that run before this one; None when not QUEUED."""
+        ...
+
+    # --- API keys and credits ----------------------------------------------------------------
+    def create_api_key(
+        self, name: str, credits: float, free_credits: float = 0.0, secret: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns the record and the secret (shown once). A given `secret` is
+        used as is (for keys from configuration); creating an existing secret returns it."""
+        ...
+
+    def find_api_key(self, secret: str) -> ApiKey | None:
+        """The key for this secret (revoked keys included: the caller checks `revoked`)."""
+        ...
+
+    def list_api_keys(self) -> list[ApiKey]: ...
+
+    def revoke_api_key(self, key_id: str) -> bool: ...
+
+    def add_credits(self, key_id: str, amount: float) -> ApiKey:
+        """Add (or with a negative amount, remove) paid credits."""
+        ...
+
+    def close(self) -> None: ...

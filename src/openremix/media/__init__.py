@@ -1,0 +1,1 @@
+"""Turning image strings into pixels, and storing outputs."""
