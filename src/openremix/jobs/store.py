@@ -55,7 +55,7 @@ class JobStore(Protocol):
         ...
 
     def heartbeat(self, request_id: str, worker_id: str, lease_seconds: float) -> bool:
-        """Renew the lease. False when the job is no longer this worker's (lost lease, cancelled)."""
+        """Renew the lease; False if the job is no longer this worker's (lost lease, cancelled)."""
         ...
 
     def set_progress(self, request_id: str, worker_id: str, step: int, total: int) -> bool:
@@ -108,6 +108,10 @@ class JobStore(Protocol):
 
     def find_api_key(self, secret: str) -> ApiKey | None:
         """The key for this secret (revoked keys included: the caller checks `revoked`)."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        """The key record by its public id."""
         ...
 
     def list_api_keys(self) -> list[ApiKey]: ...

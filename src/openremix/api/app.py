@@ -1,0 +1,68 @@
+"""The FastAPI app factory. The app never touches an engine: it reads and writes the job store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from openremix import __version__
+from openremix.api.access import RateLimiter
+from openremix.api.errors import install_error_handlers
+from openremix.api.routes_remix import router as remix_router
+from openremix.api.routes_requests import router as requests_router
+from openremix.api.state import AppState
+from openremix.config import Settings
+from openremix.jobs.store import JobStore
+from openremix.media.images import ImageLoader
+from openremix.media.storage import BlobStorage
+
+
+def ensure_configured_keys(store: JobStore, settings: Settings) -> None:
+    """Register the keys of `OPENREMIX_API_KEYS` (idempotent; credits only on first sight)."""
+    for secret in (k.strip() for k in settings.api_keys.split(",")):
+        if secret:
+            store.create_api_key("configured", settings.default_credits, secret=secret)
+
+
+def create_app(
+    settings: Settings,
+    store: JobStore,
+    storage: BlobStorage,
+    *,
+    on_enqueue: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Build the app over an open store and storage (their lifetime is the caller's)."""
+    ensure_configured_keys(store, settings)
+    state = AppState(
+        settings=settings,
+        store=store,
+        storage=storage,
+        loader=ImageLoader(
+            max_bytes=settings.max_image_bytes,
+            max_side=4096,
+            allow_private=settings.allow_private_urls,
+            fetch_timeout=settings.fetch_timeout_seconds,
+        ),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+    )
+    if on_enqueue is not None:
+        state.on_enqueue = on_enqueue
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(
+        title="openremix",
+        version=__version__,
+        description="Self-hosted image remix API, wire-compatible with Ideogram 3 Remix.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.openremix = state
+    install_error_handlers(app)
+    app.include_router(remix_router)
+    app.include_router(requests_router)
+    return app

@@ -1,0 +1,100 @@
+"""Reading a submit body: JSON (the wire), or multipart form data (extension), with a size cap."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from openremix.api.errors import ApiError
+
+# Multipart fields whose text values are JSON (lists, objects, numbers, booleans).
+_JSON_FORM_FIELDS = frozenset(
+    {"image_weight", "seed", "style_codes", "color_palette", "base64", "style_reference_images"}
+)
+_FILE_FIELDS = frozenset({"image", "style_reference_images"})
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_submit_body(request: Request, limit: int) -> dict[str, Any]:
+    """The decoded body as a dict of parameters.
+
+    JSON is expected. A body without a JSON content type is still accepted when it parses as a
+    JSON object (curl's `-d` labels JSON as form-urlencoded); anything else answers 406.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _read_multipart(request, limit)
+    raw = await read_limited_body(request, limit)
+    is_json_type = content_type == "application/json" or content_type.endswith("+json")
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if is_json_type:
+            raise ApiError(400, f"body: is not valid JSON ({exc})") from None
+        raise ApiError(
+            406, "Request body must be JSON (application/json) or multipart/form-data"
+        ) from None
+    if body is None:
+        raise ApiError(400, "body: is empty; send a JSON object with 'image' and 'prompt'")
+    if not isinstance(body, dict):
+        raise ApiError(400, "body: must be a JSON object")
+    return body
+
+
+async def _read_multipart(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
+    try:
+        form = await request.form(max_part_size=limit)
+    except Exception as exc:
+        raise ApiError(400, f"body: is not valid multipart/form-data ({exc})") from None
+    body: dict[str, Any] = {}
+    try:
+        for name in form:
+            values = [await _form_value(name, v) for v in form.getlist(name)]
+            if name == "style_reference_images":
+                flat: list[Any] = []
+                for value in values:
+                    flat.extend(value if isinstance(value, list) else [value])
+                body[name] = flat
+            else:
+                body[name] = values[-1]
+    finally:
+        await form.close()
+    return body
+
+
+async def _form_value(name: str, value: str | UploadFile) -> Any:
+    if isinstance(value, UploadFile):
+        if name not in _FILE_FIELDS:
+            raise ApiError(400, f"{name}: a file is only accepted for image or "
+                                "style_reference_images")
+        data = await value.read()
+        mime = value.content_type or "application/octet-stream"
+        if not mime.startswith("image/"):
+            mime = "image/png"  # decoding checks the real format later
+        return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    if name in _JSON_FORM_FIELDS:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value  # let validation name the rule (e.g. a bare URL for references)
+    return value

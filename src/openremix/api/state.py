@@ -1,0 +1,39 @@
+"""What the routes share: settings, the store, output storage, the image checker, the limiter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from openremix.api.access import RateLimiter
+from openremix.api.bodies import Urls
+from openremix.config import Settings
+from openremix.jobs.store import JobStore
+from openremix.media.images import ImageLoader
+from openremix.media.storage import BlobStorage
+
+MODELS = frozenset({"ideogram-3-remix"})
+"""Model slugs this server answers."""
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: JobStore
+    storage: BlobStorage
+    loader: ImageLoader
+    limiter: RateLimiter
+    on_enqueue: Callable[[], None] = field(default=lambda: None)
+    """Called after a job is enqueued (wakes an in-process worker at once)."""
+
+    def urls(self, request: Request) -> Urls:
+        """Absolute URLs from `OPENREMIX_PUBLIC_URL`, else from the request's scheme and host."""
+        if self.settings.public_url:
+            return Urls(self.settings.public_url)
+        return Urls(str(request.base_url))
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.openremix  # type: ignore[no-any-return]

@@ -1,0 +1,238 @@
+"""The `openremix` command: serve, api, worker, keys, remix."""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from openremix.config import Settings
+
+app = typer.Typer(help="openremix: a self-hosted image remix API.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+
+DEV_KEY_FILE = "dev-api-key"
+
+HostOpt = typer.Option(None, "--host", help="Bind address [env OPENREMIX_HOST, default 127.0.0.1]")
+PortOpt = typer.Option(None, "--port", help="Port [env OPENREMIX_PORT, default 8000]")
+DataOpt = typer.Option(
+    None, "--data-dir", help="Data folder [env OPENREMIX_DATA_DIR, default ./openremix-data]"
+)
+
+
+def _settings(host: str | None = None, port: int | None = None,
+              data_dir: Path | None = None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return Settings(**overrides)
+
+
+def _dev_key(settings: Settings, store: Any) -> str:
+    """The development key of this data folder: made on first start, shown at every start."""
+    path = settings.data_dir / DEV_KEY_FILE
+    if path.is_file():
+        secret = path.read_text().strip()
+        if store.find_api_key(secret) is not None:
+            return secret
+    _, secret = store.create_api_key("dev", settings.default_credits)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+def _run_api(settings: Settings, store: Any, storage: Any, on_enqueue: Any = None) -> None:
+    import uvicorn
+
+    from openremix.api.app import create_app
+
+    api = create_app(settings, store, storage, on_enqueue=on_enqueue)
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning",
+                access_log=False, timeout_graceful_shutdown=10)
+
+
+@app.command()
+def serve(host: str | None = HostOpt, port: int | None = PortOpt,
+          data_dir: Path | None = DataOpt) -> None:
+    """API and worker in one process, on the embedded defaults (SQLite + local outputs)."""
+    from openremix.runtime import build_worker, configure_logging, open_output_storage, open_store
+
+    settings = _settings(host, port, data_dir)
+    configure_logging(settings.log_level)
+    store = open_store(settings)
+    storage = open_output_storage(settings)
+    key = _dev_key(settings, store)
+    wake = threading.Event()
+    workers = [build_worker(settings, store, storage, wake=wake) for _ in range(settings.workers)]
+    threads = [threading.Thread(target=w.run_forever, name=f"worker-{i}", daemon=True)
+               for i, w in enumerate(workers)]
+    for thread in threads:
+        thread.start()
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{shown_host}:{settings.port}"
+    console.print(f"[bold]openremix[/bold] serving on {url}  (engine: {settings.engine}, "
+                  f"data: {settings.data_dir})")
+    console.print(f"development API key: [bold]{key}[/bold]")
+    console.print(f'try: segmind.SegmindClient(api_key="{key}", base_url="{url}/v1")')
+    sys.stderr.flush()
+    try:
+        _run_api(settings, store, storage, on_enqueue=wake.set)
+    finally:
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+        store.close()
+
+
+@app.command("api")
+def api_command(host: str | None = HostOpt, port: int | None = PortOpt,
+                data_dir: Path | None = DataOpt) -> None:
+    """Only the HTTP API (run `openremix worker` processes beside it)."""
+    from openremix.runtime import configure_logging, open_output_storage, open_store
+
+    settings = _settings(host, port, data_dir)
+    configure_logging(settings.log_level)
+    store = open_store(settings)
+    try:
+        _run_api(settings, store, open_output_storage(settings))
+    finally:
+        store.close()
+
+
+@app.command()
+def worker(data_dir: Path | None = DataOpt) -> None:
+    """One worker process: claims jobs and runs the engine until SIGTERM/SIGINT."""
+    from openremix.runtime import build_worker, configure_logging, open_output_storage, open_store
+
+    settings = _settings(data_dir=data_dir)
+    configure_logging(settings.log_level)
+    store = open_store(settings)
+    runner = build_worker(settings, store, open_output_storage(settings))
+
+    def on_signal(signum: int, frame: Any) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        runner.run_forever()
+    finally:
+        store.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option("default", help="A label for the key."),
+    credits: float = typer.Option(1000.0, help="Paid credits to start with."),
+    free_credits: float = typer.Option(0.0, "--free-credits", help="Free credits (used first)."),
+    data_dir: Path | None = DataOpt,
+) -> None:
+    """Create a key; prints the secret once."""
+    from openremix.runtime import open_store
+
+    store = open_store(_settings(data_dir=data_dir))
+    record, secret = store.create_api_key(name, credits, free_credits)
+    store.close()
+    console.print(f"created {record.key_id} ({name}), credits {credits:g} + free {free_credits:g}")
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: Path | None = DataOpt) -> None:
+    """List keys (ids, names, balances; never the secrets)."""
+    from rich.table import Table
+
+    from openremix.runtime import open_store
+
+    store = open_store(_settings(data_dir=data_dir))
+    table = Table("key id", "name", "credits", "free credits", "revoked")
+    for record in store.list_api_keys():
+        table.add_row(record.key_id, record.name, f"{record.credits:g}",
+                      f"{record.free_credits:g}", "yes" if record.revoked else "")
+    store.close()
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: Path | None = DataOpt) -> None:
+    """Revoke a key by its id; requests with it answer 401 from now on."""
+    from openremix.runtime import open_store
+
+    store = open_store(_settings(data_dir=data_dir))
+    ok = store.revoke_api_key(key_id)
+    store.close()
+    if not ok:
+        console.print(f"error: no key {key_id}")
+        raise typer.Exit(2)
+    console.print(f"revoked {key_id}")
+
+
+def image_argument(value: str) -> str:
+    """A URL as is; a local file as a data URI."""
+    if value.startswith(("http://", "https://", "data:")):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise typer.BadParameter(f"{value}: no such file and not a URL")
+    mime = mimetypes.guess_type(path.name)[0] or "image/png"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+@app.command()
+def remix(
+    image: str = typer.Argument(..., help="Input image: a local file or an http(s) URL."),
+    prompt: str = typer.Argument(..., help="What the remix should look like."),
+    output: Path = typer.Option(Path("remix.jpg"), "-o", "--output", help="Where to save."),
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", envvar="OPENREMIX_BASE_URL",
+                            help="Server base URL."),
+    api_key: str = typer.Option("", "--api-key", envvar="OPENREMIX_API_KEY", help="API key."),
+    seed: int | None = typer.Option(None, "--seed"),
+    image_weight: int | None = typer.Option(None, "--image-weight"),
+    resolution: str | None = typer.Option(None, "--resolution"),
+    aspect_ratio: str | None = typer.Option(None, "--aspect-ratio"),
+    speed: str | None = typer.Option(None, "--speed", help="TURBO, DEFAULT or QUALITY."),
+    style_type: str | None = typer.Option(None, "--style-type"),
+    palette: str | None = typer.Option(None, "--palette", help="A preset name, e.g. EMBER."),
+    negative: str | None = typer.Option(None, "--negative", help="Negative prompt."),
+) -> None:
+    """Send one remix to a running server, with a progress bar, and save the image."""
+    from openremix.remix_command import run_remix
+
+    params: dict[str, Any] = {
+        "image": image_argument(image), "prompt": prompt, "seed": seed,
+        "image_weight": image_weight, "resolution": resolution, "aspect_ratio": aspect_ratio,
+        "rendering_speed": speed, "style_type": style_type, "negative_prompt": negative,
+        "color_palette": {"name": palette} if palette else None,
+    }
+    params = {k: v for k, v in params.items() if v is not None}
+    key = api_key or _local_dev_key()
+    code = run_remix(url, key, params, output, console)
+    raise typer.Exit(code)
+
+
+def _local_dev_key() -> str:
+    path = Path(os.environ.get("OPENREMIX_DATA_DIR", "openremix-data")) / DEV_KEY_FILE
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The worker loop: claim a job, fetch its inputs, run the engine, store the output, finish.
+
+One `Worker` per accelerator (or per in-process thread of `openremix serve`). It holds the
+engine, loaded once. While a job runs, a heartbeat thread renews its lease; if the lease is lost
+(the job was re-queued or cancelled elsewhere) the engine is stopped at its next step. A worker
+that dies leaves its job to be re-claimed when the lease ends (`Sweeper`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from openremix.contract.errors import InputImageError
+from openremix.contract.request import RemixRequest
+from openremix.engine.base import Engine, EngineError, EngineInput, EngineOutput, JobCancelled
+from openremix.jobs.model import Job
+from openremix.jobs.store import JobStore
+from openremix.media.images import ImageLoader, encode_image
+from openremix.media.storage import BlobStorage, new_output_key
+
+log = logging.getLogger("openremix.worker")
+
+WARNINGS_KEY = "warnings"
+"""Key in a job's `params` holding the submit-time warnings (unknown parameters ignored)."""
+
+
+def split_job_params(params: dict[str, Any]) -> tuple[RemixRequest, list[str]]:
+    """A stored job's params -> the validated request and its submit-time warnings."""
+    data = dict(params)
+    warnings = list(data.pop(WARNINGS_KEY, []) or [])
+    return RemixRequest.model_validate(data), warnings
+
+
+class Sweeper:
+    """Periodic maintenance: re-queue jobs whose worker vanished, delete expired jobs + outputs.
+
+    Safe to run in every process at once (each step is a store transaction).
+    """
+
+    def __init__(self, store: JobStore, storage: BlobStorage, interval: float = 2.0) -> None:
+        self.store = store
+        self.storage = storage
+        self.interval = interval
+        self._last = 0.0
+
+    def sweep(self) -> None:
+        requeued = self.store.requeue_expired_leases()
+        if requeued:
+            log.warning("re-queued or failed %d job(s) whose worker lost its lease", requeued)
+        for result in self.store.expire():
+            key = result.get("output_key")
+            if key:
+                self.storage.delete(key)
+
+    def maybe_sweep(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            try:
+                self.sweep()
+            except Exception:  # a sweep must never kill its host loop
+                log.exception("sweep failed")
+
+
+@dataclass
+class _Lease:
+    """The job a worker is running and whether it still holds it."""
+
+    request_id: str
+    lost: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Worker:
+    """Claims and runs jobs until `stop()` is called."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        engine: Engine,
+        loader: ImageLoader,
+        storage: BlobStorage,
+        *,
+        lease_seconds: float = 30.0,
+        worker_id: str | None = None,
+        wake: threading.Event | None = None,
+        idle_poll_max: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.loader = loader
+        self.storage = storage
+        self.lease_seconds = lease_seconds
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.wake = wake or threading.Event()
+        self.idle_poll_max = idle_poll_max
+        self.sweeper = Sweeper(store, storage)
+        self._stopping = threading.Event()
+
+    # --- loop -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the job in hand, then return from `run_forever`."""
+        self._stopping.set()
+        self.wake.set()
+
+    def run_forever(self) -> None:
+        self.engine.load()
+        log.info("worker %s ready (engine %s)", self.worker_id, self.engine.name)
+        idle = 0.02
+        while not self._stopping.is_set():
+            self.sweeper.maybe_sweep()
+            if self.run_once():
+                idle = 0.02
+                continue
+            self.wake.wait(idle)
+            self.wake.clear()
+            idle = min(idle * 2, self.idle_poll_max)
+        log.info("worker %s stopped", self.worker_id)
+
+    def run_once(self) -> bool:
+        """Claim and run one job. False when the queue was empty."""
+        job = self.store.claim_next(self.worker_id, self.lease_seconds)
+        if job is None:
+            return False
+        self.process(job)
+        return True
+
+    # --- one job --------------------------------------------------------------------------
+    def process(self, job: Job) -> None:
+        lease = _Lease(job.request_id)
+        beat = threading.Thread(target=self._heartbeat, args=(lease,), daemon=True)
+        beat.start()
+        try:
+            self._run(job, lease)
+        except JobCancelled:
+            log.info("job stopped: lease lost or cancelled", extra={"request_id": job.request_id})
+        except (InputImageError, EngineError) as exc:
+            self.store.fail(job.request_id, self.worker_id, str(exc))
+            log.info("job failed: %s", exc, extra={"request_id": job.request_id})
+        except Exception:
+            log.exception("job crashed", extra={"request_id": job.request_id})
+            self.store.fail(job.request_id, self.worker_id, "internal error while processing")
+        finally:
+            lease.done.set()
+            beat.join(timeout=1.0)
+
+    def _run(self, job: Job, lease: _Lease) -> None:
+        params, warnings = split_job_params(job.params)
+        image = self.loader.load(params.image, "image")
+        style_images = [
+            self.loader.load(ref, f"style_reference_images[{i}]")
+            for i, ref in enumerate(params.style_reference_images)
+        ]
+
+        def on_step(step: int, total: int) -> None:
+            if lease.lost.is_set():
+                raise JobCancelled(job.request_id)
+            if not self.store.set_progress(job.request_id, self.worker_id, step, total):
+                lease.lost.set()
+                raise JobCancelled(job.request_id)
+
+        started = time.perf_counter()
+        [output] = self.engine.remix(
+            [EngineInput(job.request_id, params, image, style_images)], on_step
+        )
+        inference_time = time.perf_counter() - started
+        self._finish(job, params, warnings, output, inference_time)
+
+    def _finish(
+        self,
+        job: Job,
+        params: RemixRequest,
+        warnings: list[str],
+        output: EngineOutput,
+        inference_time: float,
+    ) -> None:
+        result: dict[str, Any] = {
+            "seed": output.seed,
+            "prompt": output.prompt,
+            "resolution": params.resolution,
+            "style_type": params.style_type,
+            "is_image_safe": output.is_image_safe,
+            "inference_time": round(inference_time, 4),
+            "warnings": [*warnings, *output.warnings],
+            "engine": self.engine.name,
+            "details": output.details,
+        }
+        if output.image is None:
+            self.store.fail(
+                job.request_id, self.worker_id, output.error or "the engine produced no image",
+                result,
+            )
+            return
+        data, content_type = encode_image(output.image, params.output_format)
+        extension = "jpg" if params.output_format == "jpeg" else params.output_format
+        key = new_output_key(extension)
+        self.storage.put(key, data, content_type)
+        result.update(output_key=key, content_type=content_type, file_size=len(data))
+        if not self.store.complete(job.request_id, self.worker_id, result):
+            # The lease was lost meanwhile: another worker owns the job now; drop our copy.
+            self.storage.delete(key)
+            log.warning("finished a job whose lease was lost", extra={"request_id": job.request_id})
+
+    def _heartbeat(self, lease: _Lease) -> None:
+        interval = max(0.05, self.lease_seconds / 3)
+        while not lease.done.wait(interval):
+            try:
+                ok = self.store.heartbeat(lease.request_id, self.worker_id, self.lease_seconds)
+            except Exception:
+                log.exception("heartbeat failed", extra={"request_id": lease.request_id})
+                continue
+            if not ok:
+                lease.lost.set()
+                return

@@ -1,0 +1,77 @@
+"""Shared fixtures: real photos as inputs, and real servers on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from servers import OTHER_KEY, TEST_KEY, OpenRemixProcess
+
+
+def photo(name: str = "astronaut", size: int | None = 512) -> Image.Image:
+    """A real photo from scikit-image, optionally shrunk (keeps test inputs small)."""
+    from skimage import data
+
+    image = Image.fromarray(getattr(data, name)()).convert("RGB")
+    if size:
+        image.thumbnail((size, size))
+    return image
+
+
+def data_uri(image: Image.Image, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    mime = "image/jpeg" if fmt == "JPEG" else f"image/{fmt.lower()}"
+    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+@pytest.fixture(scope="session")
+def astronaut_uri() -> str:
+    return data_uri(photo("astronaut"), "JPEG")
+
+
+@pytest.fixture(scope="session")
+def chelsea_uri() -> str:
+    return data_uri(photo("chelsea"), "JPEG")
+
+
+@pytest.fixture(scope="session")
+def test_key() -> str:
+    return TEST_KEY
+
+
+@pytest.fixture(scope="session")
+def other_key() -> str:
+    return OTHER_KEY
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenRemixProcess]:
+    """`openremix serve` on its embedded defaults (SQLite, local outputs, one worker)."""
+    data_dir: Path = tmp_path_factory.mktemp("serve")
+    proc = OpenRemixProcess("serve", data_dir).wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def start_process(tmp_path: Path) -> Iterator:
+    """Start openremix processes with custom settings; all are stopped at the end."""
+    started: list[OpenRemixProcess] = []
+
+    def start(command: str = "serve", env: dict[str, str] | None = None,
+              data_dir: Path | None = None, ready: bool = True,
+              port: int | None = None) -> OpenRemixProcess:
+        proc = OpenRemixProcess(command, data_dir or tmp_path / "data", env, port=port)
+        started.append(proc)
+        return proc.wait_ready() if ready else proc
+
+    yield start
+    for proc in started:
+        if proc.proc.poll() is None:
+            proc.stop()

@@ -1,0 +1,69 @@
+"""Durability: a restart loses no queued job; a killed worker's job is re-claimed."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from segmind import SegmindClient
+
+from servers import TEST_KEY
+
+MODEL = "ideogram-3-remix"
+HEADERS = {"x-api-key": TEST_KEY}
+
+
+def submit(base_url: str, image: str, seed: int) -> str:
+    answer = httpx.post(f"{base_url}/v2/{MODEL}", headers=HEADERS, json={
+        "image": image, "prompt": "pop art comic", "seed": seed, "rendering_speed": "TURBO"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["request_id"]
+
+
+def status(base_url: str, request_id: str) -> dict:
+    return httpx.get(f"{base_url}/v2/requests/{request_id}/status", headers=HEADERS).json()
+
+
+def wait_all(base_url: str, ids: list[str], timeout: float = 120) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {i: status(base_url, i) for i in ids}
+        if all(s["status"] in ("COMPLETED", "FAILED") for s in states.values()):
+            return states
+        time.sleep(0.2)
+    raise AssertionError(f"not finished: {states}")
+
+
+def test_restart_loses_no_queued_job(start_process, tmp_path, astronaut_uri):
+    data_dir = tmp_path / "restart"
+    first = start_process(env={"OPENREMIX_WORKERS": "0"}, data_dir=data_dir)
+    ids = [submit(first.base_url, astronaut_uri, seed) for seed in range(4)]
+    assert all(status(first.base_url, i)["status"] == "QUEUED" for i in ids)
+    first.stop()
+    second = start_process(data_dir=data_dir)
+    states = wait_all(second.base_url, ids)
+    assert {s["status"] for s in states.values()} == {"COMPLETED"}
+
+
+def test_killed_worker_job_is_reclaimed_and_completes_once(start_process, tmp_path,
+                                                            astronaut_uri):
+    data_dir = tmp_path / "lease"
+    env = {"OPENREMIX_LEASE_SECONDS": "1.5", "OPENREMIX_ENGINE": "slow_engine:SlowStyleEngine",
+           "SLOW_ENGINE_STEP_SECONDS": "0.4"}
+    api = start_process("api", env=env, data_dir=data_dir)
+    doomed = start_process("worker", env=env, data_dir=data_dir, ready=False)
+    request_id = submit(api.base_url, astronaut_uri, seed=9)
+    deadline = time.monotonic() + 60
+    while status(api.base_url, request_id)["status"] != "PROCESSING":
+        assert time.monotonic() < deadline, doomed.log()
+        time.sleep(0.05)
+    doomed.kill()
+    start_process("worker", env=env, data_dir=data_dir, ready=False)
+    client = SegmindClient(api_key=TEST_KEY, base_url=f"{api.base_url}/v1")
+    job_status = wait_all(api.base_url, [request_id])[request_id]
+    assert job_status["status"] == "COMPLETED"
+    result = client._client.get(f"{api.base_url}/v2/requests/{request_id}").json()
+    assert httpx.get(result["output"]).status_code == 200
+    # Exactly one output was stored for the job: the dead worker never finished it.
+    outputs = list((data_dir / "outputs").glob("*"))
+    assert len(outputs) == 1
