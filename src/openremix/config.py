@@ -83,3 +83,17 @@ class Settings(BaseSettings):
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+
+def settings_table() -> str:
+    """The README's configuration table, made from the fields above (a test keeps them equal)."""
+    rows = ["| variable | default | what |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        shown = f"`{default}`" if default not in ("", None) else "(empty)"
+        rows.append(f"| `OPENREMIX_{name.upper()}` | {shown} | {info.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
