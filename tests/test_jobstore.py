@@ -1,0 +1,507 @@
+"""The `JobStore` contract: one suite that every store backend passes.
+
+Every test takes the `store` fixture, parametrised over the backends; a new backend (PostgreSQL)
+joins by adding its name to `STORE_BACKENDS` and a factory to `_make_store`. Time is a
+`FakeClock` the tests move by hand. Backend-specific tests are at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openremix.jobs.model import ApiKey, JobState, NewJob
+from openremix.jobs.sqlite import SQLiteJobStore
+from openremix.jobs.sqlite_schema import SCHEMA_VERSION
+from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, JobStore, UnknownApiKey
+
+RETENTION = 3600.0
+MAX_ATTEMPTS = 3
+LEASE = 30.0
+STORE_BACKENDS = ["sqlite"]
+
+
+class FakeClock:
+    """A clock that stands still until `advance` is called."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _make_store(backend: str, tmp_path: Path, clock: FakeClock) -> JobStore:
+    if backend == "sqlite":
+        return SQLiteJobStore(
+            tmp_path / "jobs.sqlite3",
+            clock=clock,
+            retention_seconds=RETENTION,
+            max_attempts=MAX_ATTEMPTS,
+        )
+    raise ValueError(f"unknown store backend {backend!r}")
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[JobStore]:
+    made = _make_store(request.param, tmp_path, clock)
+    yield made
+    made.close()
+
+
+def make_key(store: JobStore, credits: float = 10.0, free_credits: float = 0.0) -> ApiKey:
+    key, _secret = store.create_api_key("test", credits=credits, free_credits=free_credits)
+    return key
+
+
+def new_job(key: ApiKey, cost: float = 1.0, **fields: Any) -> NewJob:
+    return NewJob(
+        request_id=str(uuid.uuid4()),
+        model="ideogram-3-remix",
+        api_key_id=key.key_id,
+        params=fields.pop("params", {"prompt": "a cat", "seed": 7}),
+        cost=cost,
+        **fields,
+    )
+
+
+def balance(store: JobStore, key: ApiKey) -> tuple[float, float]:
+    """(free_credits, credits) of the key now."""
+    current = store.get_api_key(key.key_id)
+    assert current is not None
+    return current.free_credits, current.credits
+
+
+def enqueue(store: JobStore, key: ApiKey, **fields: Any) -> str:
+    job, created = store.enqueue(new_job(key, **fields))
+    assert created
+    return job.request_id
+
+
+# --- enqueue and get -------------------------------------------------------------------------
+def test_enqueued_job_is_readable_with_every_field(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    new = new_job(key, cost=0.5, priority=2, idempotency_key="k1", request_hash="h1")
+    job, created = store.enqueue(new)
+    assert created
+    got = store.get(new.request_id)
+    assert got is not None and got == job
+    assert got.state is JobState.QUEUED
+    assert got.params == {"prompt": "a cat", "seed": 7}
+    assert (got.cost, got.priority, got.attempts, got.max_attempts) == (0.5, 2, 0, MAX_ATTEMPTS)
+    assert got.created_at == clock.now
+    assert got.expires_at == clock.now + RETENTION
+    assert got.started_at is None and got.lease_owner is None and got.result is None
+
+
+def test_unknown_request_id_reads_as_none(store: JobStore) -> None:
+    assert store.get("no-such-request") is None
+
+
+def test_enqueue_for_unknown_api_key_is_refused(store: JobStore) -> None:
+    ghost = ApiKey("key_ghost", "x", "ghost", 10.0, 0.0, 0.0)
+    with pytest.raises(UnknownApiKey):
+        store.enqueue(new_job(ghost))
+
+
+# --- claiming ----------------------------------------------------------------------------------
+def test_jobs_are_claimed_oldest_first(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    ids = []
+    for _ in range(3):
+        ids.append(enqueue(store, key))
+        clock.advance(1)
+    ids += [enqueue(store, key) for _ in range(3)]  # same timestamp: submission order
+    claimed = [store.claim_next("w", LEASE) for _ in ids]
+    assert [job.request_id for job in claimed if job] == ids
+    assert store.claim_next("w", LEASE) is None
+
+
+def test_higher_priority_is_claimed_first(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    low = enqueue(store, key)
+    clock.advance(1)
+    high = enqueue(store, key, priority=5)
+    mid = enqueue(store, key, priority=1)
+    order = [store.claim_next("w", LEASE) for _ in range(3)]
+    assert [job.request_id for job in order if job] == [high, mid, low]
+
+
+def test_claim_takes_a_lease_and_counts_the_attempt(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key)
+    clock.advance(2)
+    job = store.claim_next("worker-1", LEASE)
+    assert job is not None and job.request_id == request_id
+    assert job.state is JobState.PROCESSING
+    assert (job.lease_owner, job.lease_expires_at) == ("worker-1", clock.now + LEASE)
+    assert (job.attempts, job.started_at, job.queue_time) == (1, clock.now, 2.0)
+    assert store.get(request_id) == job
+
+
+def test_empty_queue_claims_nothing(store: JobStore) -> None:
+    assert store.claim_next("w", LEASE) is None
+
+
+def test_two_claims_never_return_the_same_job(store: JobStore) -> None:
+    key = make_key(store, credits=1000)
+    ids = {enqueue(store, key) for _ in range(200)}
+    claims: dict[str, list[str]] = {}
+
+    def claim_all(worker_id: str) -> None:
+        mine = claims.setdefault(worker_id, [])
+        while (job := store.claim_next(worker_id, LEASE)) is not None:
+            mine.append(job.request_id)
+
+    threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [request_id for mine in claims.values() for request_id in mine]
+    assert len(everything) == len(set(everything)) == 200
+    assert set(everything) == ids
+    for worker_id, mine in claims.items():
+        for request_id in mine:
+            job = store.get(request_id)
+            assert job is not None and job.lease_owner == worker_id
+
+
+# --- leases, progress, finishing -----------------------------------------------------------------
+def test_heartbeat_extends_the_lease_only_for_its_owner(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key)
+    store.claim_next("owner", LEASE)
+    clock.advance(20)
+    assert store.heartbeat(request_id, "owner", LEASE)
+    job = store.get(request_id)
+    assert job is not None and job.lease_expires_at == clock.now + LEASE
+    assert not store.heartbeat(request_id, "intruder", LEASE)
+    assert not store.heartbeat("no-such-request", "owner", LEASE)
+    assert store.complete(request_id, "owner", {"seed": 1})
+    assert not store.heartbeat(request_id, "owner", LEASE)
+
+
+def test_progress_is_recorded_only_for_the_owner(store: JobStore) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key)
+    assert not store.set_progress(request_id, "owner", 1, 10)  # not claimed yet
+    store.claim_next("owner", LEASE)
+    assert store.set_progress(request_id, "owner", 3, 10)
+    assert not store.set_progress(request_id, "intruder", 9, 10)
+    job = store.get(request_id)
+    assert job is not None and (job.progress_step, job.progress_total) == (3, 10)
+
+
+def test_only_the_lease_owner_completes(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key)
+    assert not store.complete(request_id, "owner", {"seed": 1})  # still QUEUED
+    store.claim_next("owner", LEASE)
+    assert not store.complete(request_id, "intruder", {"seed": 2})
+    clock.advance(5)
+    assert store.complete(request_id, "owner", {"seed": 1})
+    job = store.get(request_id)
+    assert job is not None and job.state is JobState.COMPLETED
+    assert (job.result, job.error, job.finished_at) == ({"seed": 1}, None, clock.now)
+    assert job.total_time == 5.0
+
+
+def test_terminal_states_are_final(store: JobStore) -> None:
+    key = make_key(store)
+    done = enqueue(store, key)
+    store.claim_next("w", LEASE)
+    assert store.complete(done, "w", {"seed": 1})
+    assert not store.complete(done, "w", {"seed": 2})
+    assert not store.fail(done, "w", "late failure")
+    assert not store.fail(done, None, "cancelled")
+
+    failed = enqueue(store, key)
+    assert store.fail(failed, None, "cancelled")
+    assert store.claim_next("w", LEASE) is None  # a FAILED job is never claimed
+    assert not store.complete(failed, "w", {"seed": 1})
+    assert not store.fail(failed, None, "again")
+    job = store.get(failed)
+    assert job is not None and (job.state, job.error) == (JobState.FAILED, "cancelled")
+    done_job = store.get(done)
+    assert done_job is not None and done_job.result == {"seed": 1}
+
+
+def test_fail_by_a_worker_needs_its_lease(store: JobStore) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key)
+    store.claim_next("owner", LEASE)
+    assert not store.fail(request_id, "intruder", "boom")
+    assert store.fail(request_id, "owner", "boom", {"warnings": ["x"]})
+    job = store.get(request_id)
+    assert job is not None and job.state is JobState.FAILED
+    assert (job.error, job.result) == ("boom", {"warnings": ["x"]})
+
+
+# --- credits -----------------------------------------------------------------------------------
+def test_enqueue_debits_free_credits_first(store: JobStore) -> None:
+    key = make_key(store, credits=5.0, free_credits=1.0)
+    enqueue(store, key, cost=0.4)
+    assert balance(store, key) == (0.6, 5.0)
+    enqueue(store, key, cost=1.5)
+    assert balance(store, key) == (0.0, 4.1)
+
+
+def test_fail_refunds_each_bucket_exactly_once(store: JobStore) -> None:
+    key = make_key(store, credits=5.0, free_credits=1.0)
+    mixed = enqueue(store, key, cost=1.5)  # 1.0 free + 0.5 paid
+    assert balance(store, key) == (0.0, 4.5)
+    store.claim_next("w", LEASE)
+    assert store.fail(mixed, "w", "engine error")
+    assert balance(store, key) == (1.0, 5.0)
+    assert not store.fail(mixed, None, "again")
+    assert balance(store, key) == (1.0, 5.0)
+
+    queued = enqueue(store, key, cost=0.3)  # all from free credits
+    store.add_credits(key.key_id, 1.0)
+    assert store.fail(queued, None, "cancelled")
+    assert balance(store, key) == (1.0, 6.0)
+
+
+def test_completed_job_keeps_its_debit(store: JobStore) -> None:
+    key = make_key(store, credits=2.0)
+    request_id = enqueue(store, key, cost=1.0)
+    store.claim_next("w", LEASE)
+    store.complete(request_id, "w", {})
+    assert balance(store, key) == (0.0, 1.0)
+
+
+def test_insufficient_credits_changes_nothing(store: JobStore) -> None:
+    key = make_key(store, credits=0.5, free_credits=0.25)
+    new = new_job(key, cost=1.0)
+    with pytest.raises(InsufficientCredits) as raised:
+        store.enqueue(new)
+    assert (raised.value.balance, raised.value.cost) == (0.75, 1.0)
+    assert str(raised.value) == "Insufficient credits: balance 0.75, cost 1"
+    assert balance(store, key) == (0.25, 0.5)
+    assert store.get(new.request_id) is None
+    assert store.queue_depth() == 0
+
+
+def test_exact_balance_is_enough(store: JobStore) -> None:
+    key = make_key(store, credits=0.2, free_credits=0.1)
+    enqueue(store, key, cost=0.3)
+    assert balance(store, key) == (0.0, 0.0)
+
+
+# --- idempotency -------------------------------------------------------------------------------
+def test_same_idempotency_key_and_body_returns_the_same_job(store: JobStore) -> None:
+    key = make_key(store, credits=10.0)
+    first, created = store.enqueue(new_job(key, idempotency_key="abc", request_hash="h"))
+    assert created
+    again, created_again = store.enqueue(new_job(key, idempotency_key="abc", request_hash="h"))
+    assert not created_again
+    assert again.request_id == first.request_id
+    assert balance(store, key) == (0.0, 9.0)
+    assert store.queue_depth() == 1
+
+
+def test_same_idempotency_key_with_another_body_conflicts(store: JobStore) -> None:
+    key = make_key(store, credits=10.0)
+    store.enqueue(new_job(key, idempotency_key="abc", request_hash="h1"))
+    other = new_job(key, idempotency_key="abc", request_hash="h2")
+    with pytest.raises(IdempotencyConflict):
+        store.enqueue(other)
+    assert balance(store, key) == (0.0, 9.0)
+    assert store.get(other.request_id) is None
+
+
+def test_idempotency_keys_are_per_api_key_and_end_with_retention(
+    store: JobStore, clock: FakeClock
+) -> None:
+    alice, bob = make_key(store), make_key(store)
+    a, _ = store.enqueue(new_job(alice, idempotency_key="abc", request_hash="h"))
+    b, created = store.enqueue(new_job(bob, idempotency_key="abc", request_hash="other"))
+    assert created and b.request_id != a.request_id
+    clock.advance(RETENTION + 1)
+    later, created = store.enqueue(new_job(alice, idempotency_key="abc", request_hash="new"))
+    assert created and later.request_id != a.request_id
+
+
+# --- lost workers ------------------------------------------------------------------------------
+def test_expired_lease_is_requeued_and_claimable(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key)
+    first = store.claim_next("lost", LEASE)
+    store.set_progress(request_id, "lost", 4, 10)
+    clock.advance(LEASE - 1)
+    assert store.requeue_expired_leases() == 0
+    clock.advance(2)
+    assert store.requeue_expired_leases() == 1
+    job = store.get(request_id)
+    assert job is not None and job.state is JobState.QUEUED
+    assert (job.lease_owner, job.lease_expires_at, job.progress_step) == (None, None, 0)
+    assert store.queue_position(request_id) == 0
+
+    second = store.claim_next("rescuer", LEASE)
+    assert second is not None and second.request_id == request_id
+    assert second.attempts == 2
+    assert first is not None and second.started_at == first.started_at
+    assert not store.complete(request_id, "lost", {"seed": 1})
+    assert store.complete(request_id, "rescuer", {"seed": 2})
+
+
+def test_heartbeat_keeps_a_job_from_being_requeued(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key)
+    store.claim_next("w", LEASE)
+    for _ in range(3):
+        clock.advance(LEASE - 1)
+        assert store.heartbeat(request_id, "w", LEASE)
+        assert store.requeue_expired_leases() == 0
+
+
+def test_job_lost_max_attempts_times_fails_and_is_refunded(
+    store: JobStore, clock: FakeClock
+) -> None:
+    key = make_key(store, credits=3.0, free_credits=0.5)
+    request_id = enqueue(store, key, cost=1.0)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        job = store.claim_next(f"lost-{attempt}", LEASE)
+        assert job is not None and job.attempts == attempt
+        clock.advance(LEASE + 1)
+        assert store.requeue_expired_leases() == 1
+    job = store.get(request_id)
+    assert job is not None and job.state is JobState.FAILED
+    assert job.error == f"worker lost while processing ({MAX_ATTEMPTS} attempts); giving up"
+    assert job.finished_at == clock.now
+    assert balance(store, key) == (0.5, 3.0)
+    assert store.claim_next("w", LEASE) is None
+    assert not store.fail(request_id, None, "cancelled")
+    assert balance(store, key) == (0.5, 3.0)
+
+
+# --- retention ---------------------------------------------------------------------------------
+def test_expired_jobs_vanish_and_expire_returns_their_results(
+    store: JobStore, clock: FakeClock
+) -> None:
+    key = make_key(store)
+    done = enqueue(store, key)
+    store.claim_next("w", LEASE)
+    store.complete(done, "w", {"output_key": "abc.jpg"})
+    never_ran = enqueue(store, key)
+    clock.advance(RETENTION - 1)
+    keeper = enqueue(store, key)
+    assert store.expire() == []
+    clock.advance(2)
+    assert store.get(done) is None  # before the sweep
+    assert store.get(never_ran) is None
+    assert store.queue_position(never_ran) is None
+    assert store.queue_depth() == 1
+    claimed = store.claim_next("w", LEASE)
+    assert claimed is not None and claimed.request_id == keeper
+    assert store.expire() == [{"output_key": "abc.jpg"}]
+    assert store.expire() == []
+    assert store.get(keeper) is not None
+
+
+# --- queue inspection --------------------------------------------------------------------------
+def test_queue_position_counts_the_jobs_that_run_first(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    a = enqueue(store, key)
+    clock.advance(1)
+    b = enqueue(store, key)
+    c = enqueue(store, key)
+    assert [store.queue_position(x) for x in (a, b, c)] == [0, 1, 2]
+    urgent = enqueue(store, key, priority=1)
+    assert [store.queue_position(x) for x in (urgent, a, b, c)] == [0, 1, 2, 3]
+    assert store.queue_depth() == 4
+    store.claim_next("w", LEASE)
+    assert store.queue_position(urgent) is None  # PROCESSING
+    assert [store.queue_position(x) for x in (a, b, c)] == [0, 1, 2]
+    assert store.queue_position("no-such-request") is None
+    assert store.queue_depth() == 3
+
+
+# --- API keys ----------------------------------------------------------------------------------
+def test_created_key_is_found_by_its_secret_only(store: JobStore, clock: FakeClock) -> None:
+    key, secret = store.create_api_key("alice", credits=5.0, free_credits=1.0)
+    assert secret.startswith("or_") and len(secret) > 40
+    assert key.key_id.startswith("key_")
+    assert key.key_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert (key.name, key.credits, key.free_credits) == ("alice", 5.0, 1.0)
+    assert (key.created_at, key.revoked) == (clock.now, False)
+    assert store.find_api_key(secret) == key
+    assert store.find_api_key(secret + "x") is None
+    assert store.get_api_key(key.key_id) == key
+    assert store.get_api_key("key_nope") is None
+
+
+def test_creating_a_configured_secret_twice_keeps_one_key(store: JobStore) -> None:
+    first, secret = store.create_api_key("from-env", credits=100.0, secret="dev-secret")
+    assert secret == "dev-secret"
+    store.add_credits(first.key_id, -40.0)
+    again, secret_again = store.create_api_key("from-env", credits=100.0, secret="dev-secret")
+    assert (again.key_id, again.credits, secret_again) == (first.key_id, 60.0, "dev-secret")
+    assert len(store.list_api_keys()) == 1
+
+
+def test_keys_are_listed_and_revoked(store: JobStore, clock: FakeClock) -> None:
+    alice = make_key(store)
+    clock.advance(1)
+    bob, bob_secret = store.create_api_key("bob", credits=1.0)
+    assert [k.key_id for k in store.list_api_keys()] == [alice.key_id, bob.key_id]
+    assert store.revoke_api_key(bob.key_id)
+    assert not store.revoke_api_key("key_nope")
+    found = store.find_api_key(bob_secret)
+    assert found is not None and found.revoked
+    assert [k.revoked for k in store.list_api_keys()] == [False, True]
+
+
+def test_add_credits_adds_and_removes_paid_credits(store: JobStore) -> None:
+    key = make_key(store, credits=1.0, free_credits=2.0)
+    assert store.add_credits(key.key_id, 0.1).credits == 1.1
+    assert store.add_credits(key.key_id, -0.3).credits == 0.8
+    assert balance(store, key) == (2.0, 0.8)
+    with pytest.raises(UnknownApiKey):
+        store.add_credits("key_nope", 1.0)
+
+
+# --- SQLite specifics ----------------------------------------------------------------------------
+def test_sqlite_store_reopens_its_file(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "data" / "jobs.sqlite3"
+    first = SQLiteJobStore(path, clock=clock)
+    key = make_key(first)
+    request_id = enqueue(first, key)
+    first.close()
+    with pytest.raises(RuntimeError):
+        first.get(request_id)
+    second = SQLiteJobStore(path, clock=clock)
+    assert second.get(request_id) is not None
+    second.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_store_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="newer"):
+        SQLiteJobStore(path)
+
+
+def test_sqlite_store_needs_a_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        SQLiteJobStore(":memory:")
