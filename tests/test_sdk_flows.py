@@ -22,8 +22,8 @@ def client(server: OpenRemixProcess) -> SegmindClient:
     return SegmindClient(api_key=TEST_KEY, base_url=f"{server.base_url}/v1")
 
 
-def payload(image: str, **extra: object) -> dict:
-    return {"image": image, "prompt": "painted like van gogh's starry night", "seed": 11,
+def payload(source: str, **extra: object) -> dict:
+    return {"image": source, "prompt": "painted like van gogh's starry night", "seed": 11,
             "rendering_speed": "TURBO", **extra}
 
 
