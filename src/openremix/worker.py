@@ -17,7 +17,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 from openremix.contract.errors import InputImageError
+from openremix.contract.params import MAX_STYLE_REFERENCE_BYTES
 from openremix.contract.request import RemixRequest
 from openremix.engine.base import Engine, EngineError, EngineInput, EngineOutput, JobCancelled
 from openremix.jobs.model import Job
@@ -154,10 +157,7 @@ class Worker:
     def _run(self, job: Job, lease: _Lease) -> None:
         params, warnings = split_job_params(job.params)
         image = self.loader.load(params.image, "image")
-        style_images = [
-            self.loader.load(ref, f"style_reference_images[{i}]")
-            for i, ref in enumerate(params.style_reference_images)
-        ]
+        style_images = self._load_style_references(params.style_reference_images)
 
         def on_step(step: int, total: int) -> None:
             if lease.lost.is_set():
@@ -172,6 +172,19 @@ class Worker:
         )
         inference_time = time.perf_counter() - started
         self._finish(job, params, warnings, output, inference_time)
+
+    def _load_style_references(self, values: list[str]) -> list[Image.Image]:
+        """Fetch/decode the references, enforcing their 10 MB total (CONTRACT.md §3)."""
+        blobs = [
+            self.loader.read_bytes(ref, f"style_reference_images[{i}]")
+            for i, ref in enumerate(values)
+        ]
+        if sum(len(b) for b in blobs) > MAX_STYLE_REFERENCE_BYTES:
+            raise InputImageError("style_reference_images", "at most 10 MB together")
+        return [
+            self.loader.decode(blob, f"style_reference_images[{i}]")
+            for i, blob in enumerate(blobs)
+        ]
 
     def _finish(
         self,

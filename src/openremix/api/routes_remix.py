@@ -24,7 +24,7 @@ from openremix.api.bodies import failed_body, submit_body
 from openremix.api.errors import ApiError
 from openremix.api.payload import read_submit_body
 from openremix.api.state import MODELS, AppState, app_state
-from openremix.contract.params import SEED_MAX
+from openremix.contract.params import MAX_STYLE_REFERENCE_BYTES, SEED_MAX
 from openremix.contract.request import RemixRequest, parse_remix_request
 from openremix.jobs.model import ApiKey, Job, JobState, NewJob
 from openremix.worker import WARNINGS_KEY
@@ -51,7 +51,7 @@ def _check_inline_images(state: AppState, req: RemixRequest) -> None:
         state.loader.check_inline(ref, f"style_reference_images[{i}]")
         if not ref.startswith(("http://", "https://")):
             total += len(ref) * 3 // 4
-    if total > state.settings.max_image_bytes:
+    if total > MAX_STYLE_REFERENCE_BYTES:
         raise ApiError(400, "style_reference_images: at most 10 MB together")
 
 
