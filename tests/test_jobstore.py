@@ -415,6 +415,18 @@ def test_expired_jobs_vanish_and_expire_returns_their_results(
     assert store.get(keeper) is not None
 
 
+def test_a_job_that_expires_unfinished_is_refunded(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store, credits=3.0)
+    done = enqueue(store, key)
+    store.claim_next("w", LEASE)
+    store.complete(done, "w", {"output_key": "abc.jpg"})
+    enqueue(store, key)  # never ran
+    assert balance(store, key) == (0.0, 1.0)
+    clock.advance(RETENTION + 1)
+    store.expire()
+    assert balance(store, key) == (0.0, 2.0)  # the completed job stays paid for
+
+
 # --- queue inspection --------------------------------------------------------------------------
 def test_queue_position_counts_the_jobs_that_run_first(store: JobStore, clock: FakeClock) -> None:
     key = make_key(store)

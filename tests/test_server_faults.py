@@ -67,3 +67,16 @@ def test_killed_worker_job_is_reclaimed_and_completes_once(start_process, tmp_pa
     # Exactly one output was stored for the job: the dead worker never finished it.
     outputs = list((data_dir / "outputs").glob("*"))
     assert len(outputs) == 1
+
+
+def test_sync_call_past_its_deadline_is_504_and_the_job_goes_on(start_process, tmp_path,
+                                                                 astronaut_uri):
+    server = start_process(env={"OPENREMIX_SYNC_TIMEOUT_SECONDS": "0.5",
+                                "OPENREMIX_ENGINE": "slow_engine:SlowStyleEngine",
+                                "SLOW_ENGINE_STEP_SECONDS": "0.3"})
+    answer = httpx.post(f"{server.base_url}/v1/{MODEL}", headers=HEADERS, json={
+        "image": astronaut_uri, "prompt": "pop art", "rendering_speed": "TURBO"})
+    assert answer.status_code == 504
+    request_id = answer.headers["x-request-id"]
+    assert answer.json()["request_id"] == request_id
+    assert wait_all(server.base_url, [request_id])[request_id]["status"] == "COMPLETED"

@@ -19,7 +19,7 @@ from openremix.config import Settings
 app = typer.Typer(help="openremix: a self-hosted image remix API.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 DEV_KEY_FILE = "dev-api-key"
 

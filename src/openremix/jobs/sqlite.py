@@ -339,8 +339,14 @@ class SQLiteJobStore:
 
         def body(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = conn.execute(
-                "DELETE FROM jobs WHERE expires_at <= ? RETURNING result", (self._clock(),)
+                "DELETE FROM jobs WHERE expires_at <= ? RETURNING result, state, api_key_id,"
+                " extra",
+                (self._clock(),),
             ).fetchall()
+            for row in rows:
+                # A job that never finished within the retention never ran: give its cost back.
+                if row["state"] in (_QUEUED, _PROCESSING):
+                    self._refund(conn, row["api_key_id"], json.loads(row["extra"]))
             return [json.loads(row["result"]) for row in rows if row["result"] is not None]
 
         return self._write(body)

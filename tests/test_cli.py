@@ -1,0 +1,68 @@
+"""The `openremix` command as a user types it: keys, and remix against a running server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from conftest import photo
+from servers import TEST_KEY
+
+
+def openremix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "openremix.cli", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_keys_create_list_revoke(tmp_path: Path, start_process):
+    data_dir = tmp_path / "keys"
+    created = openremix("keys", "create", "--name", "team-a", "--credits", "5",
+                        "--data-dir", str(data_dir))
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    assert secret.startswith("or_")
+    listed = openremix("keys", "list", "--data-dir", str(data_dir))
+    assert "team-a" in listed.stdout
+    assert secret not in listed.stdout  # secrets are never listed
+    key_id = created.stderr.split()[1]
+    server = start_process("api", data_dir=data_dir)
+    credits = httpx.get(f"{server.base_url}/v1/get-user-credits", headers={"x-api-key": secret})
+    assert credits.json() == {"credits": 5.0, "free-credits": 0.0}
+    revoked = openremix("keys", "revoke", key_id, "--data-dir", str(data_dir))
+    assert revoked.returncode == 0, revoked.stderr
+    answer = httpx.get(f"{server.base_url}/v1/get-user-credits", headers={"x-api-key": secret})
+    assert answer.status_code == 401
+    assert openremix("keys", "revoke", "key_nope", "--data-dir", str(data_dir)).returncode == 2
+
+
+def test_remix_command_saves_the_image(server, tmp_path: Path):
+    source = tmp_path / "cat.png"
+    photo("chelsea").save(source)
+    out = tmp_path / "out.jpg"
+    done = openremix("remix", str(source), "stained glass window", "-o", str(out),
+                     "--url", server.base_url, "--api-key", TEST_KEY, "--seed", "4",
+                     "--aspect-ratio", "3x2", "--speed", "TURBO", "--palette", "JUNGLE")
+    assert done.returncode == 0, done.stderr
+    assert "seed 4" in done.stderr
+    assert Image.open(out).size == (1248, 832)
+
+
+def test_remix_command_reports_errors_in_one_line_with_exit_codes(server, tmp_path: Path):
+    source = tmp_path / "cat.png"
+    photo("chelsea", size=64).save(source)
+    bad = openremix("remix", str(source), "x", "--url", server.base_url, "--api-key", TEST_KEY,
+                    "--resolution", "10x10", "-o", str(tmp_path / "o.jpg"))
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: HTTP 400: resolution:")
+    assert "Traceback" not in bad.stderr
+    unauthorized = openremix("remix", str(source), "x", "--url", server.base_url,
+                             "--api-key", "nope", "-o", str(tmp_path / "o.jpg"))
+    assert unauthorized.returncode == 3
+    unreachable = openremix("remix", str(source), "x", "--url", "http://127.0.0.1:9",
+                            "--api-key", TEST_KEY, "-o", str(tmp_path / "o.jpg"))
+    assert unreachable.returncode == 4
+    assert "cannot reach" in unreachable.stderr
