@@ -10,7 +10,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_readme_configuration_table_matches_settings():
-    assert settings_table() in README.read_text()
+    assert settings_table() in README.read_text(), "run scripts/update_readme_settings.py"
 
 
 def test_readme_names_the_two_setup_commands():

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="Engine: `style` (offline default), `diffusers`, or `module:attr` "
         "naming a class that implements the Engine protocol.",
     )
+    max_batch: int = Field(
+        4, description="Most jobs one engine call runs together (engines that batch)."
+    )
+    batch_window_ms: int = Field(
+        50, description="How long a worker waits for more compatible jobs to fill a batch."
+    )
     workers: int = Field(1, description="In-process workers started by `openremix serve`.")
     allow_private_urls: bool = Field(
         False,

@@ -61,6 +61,8 @@ def build_worker(
         storage,
         lease_seconds=settings.lease_seconds,
         wake=wake,
+        max_batch=settings.max_batch,
+        batch_window=settings.batch_window_ms / 1000,
     )
 
 

@@ -73,16 +73,23 @@ class Sweeper:
 
 
 @dataclass
-class _Lease:
-    """The job a worker is running and whether it still holds it."""
+class _Running:
+    """A claimed job inside a batch: its request, inputs, and whether we still hold it."""
 
-    request_id: str
+    job: Job
+    params: RemixRequest
+    warnings: list[str]
     lost: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
+    engine_input: EngineInput | None = None
 
 
 class Worker:
-    """Claims and runs jobs until `stop()` is called."""
+    """Claims and runs jobs until `stop()` is called.
+
+    With an engine that batches (`supports_batching`), jobs arriving within `batch_window`
+    seconds of the first are claimed together (up to `max_batch`), grouped by the engine's
+    `batch_key`, and each group runs as one `remix` call, oldest job first.
+    """
 
     def __init__(
         self,
@@ -95,6 +102,8 @@ class Worker:
         worker_id: str | None = None,
         wake: threading.Event | None = None,
         idle_poll_max: float = 0.5,
+        max_batch: int = 4,
+        batch_window: float = 0.05,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -104,12 +113,15 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = wake or threading.Event()
         self.idle_poll_max = idle_poll_max
+        batching = bool(getattr(engine, "supports_batching", False))
+        self.max_batch = max(1, max_batch) if batching else 1
+        self.batch_window = batch_window
         self.sweeper = Sweeper(store, storage)
         self._stopping = threading.Event()
 
     # --- loop -----------------------------------------------------------------------------
     def stop(self) -> None:
-        """Finish the job in hand, then return from `run_forever`."""
+        """Finish the jobs in hand, then return from `run_forever`."""
         self._stopping.set()
         self.wake.set()
 
@@ -128,50 +140,103 @@ class Worker:
         log.info("worker %s stopped", self.worker_id)
 
     def run_once(self) -> bool:
-        """Claim and run one job. False when the queue was empty."""
-        job = self.store.claim_next(self.worker_id, self.lease_seconds)
-        if job is None:
+        """Claim and run one batch (one job unless the engine batches). False when idle."""
+        batch = self.claim_batch()
+        if not batch:
             return False
-        self.process(job)
+        self.process(batch)
         return True
 
-    # --- one job --------------------------------------------------------------------------
-    def process(self, job: Job) -> None:
-        lease = _Lease(job.request_id)
-        beat = threading.Thread(target=self._heartbeat, args=(lease,), daemon=True)
+    def claim_batch(self) -> list[Job]:
+        first = self.store.claim_next(self.worker_id, self.lease_seconds)
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_window
+        while len(batch) < self.max_batch:
+            job = self.store.claim_next(self.worker_id, self.lease_seconds)
+            if job is not None:
+                batch.append(job)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.wake.wait(min(remaining, 0.01))
+            self.wake.clear()
+        return batch
+
+    # --- a batch --------------------------------------------------------------------------
+    def process(self, jobs: list[Job]) -> None:
+        running = [self._prepare(job) for job in jobs]
+        running = [r for r in running if r is not None]
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(running, done), daemon=True)
         beat.start()
         try:
-            self._run(job, lease)
-        except JobCancelled:
-            log.info("job stopped: lease lost or cancelled", extra={"request_id": job.request_id})
-        except (InputImageError, EngineError) as exc:
+            groups: dict[Any, list[_Running]] = {}
+            for item in running:
+                groups.setdefault(self.engine.batch_key(item.params), []).append(item)
+            for group in groups.values():
+                self._run_group(group)
+        finally:
+            done.set()
+            beat.join(timeout=1.0)
+
+    def _prepare(self, job: Job) -> _Running | None:
+        """Decode the job's params and fetch its images; a bad input fails only this job."""
+        try:
+            params, warnings = split_job_params(job.params)
+            item = _Running(job, params, warnings)
+            image = self.loader.load(params.image, "image")
+            style_images = self._load_style_references(params.style_reference_images)
+            item.engine_input = EngineInput(job.request_id, params, image, style_images)
+            return item
+        except InputImageError as exc:
             self.store.fail(job.request_id, self.worker_id, str(exc))
             log.info("job failed: %s", exc, extra={"request_id": job.request_id})
         except Exception:
-            log.exception("job crashed", extra={"request_id": job.request_id})
-            self.store.fail(job.request_id, self.worker_id, "internal error while processing")
-        finally:
-            lease.done.set()
-            beat.join(timeout=1.0)
+            log.exception("could not prepare job", extra={"request_id": job.request_id})
+            self.store.fail(job.request_id, self.worker_id, "internal error while preparing")
+        return None
 
-    def _run(self, job: Job, lease: _Lease) -> None:
-        params, warnings = split_job_params(job.params)
-        image = self.loader.load(params.image, "image")
-        style_images = self._load_style_references(params.style_reference_images)
-
+    def _run_group(self, group: list[_Running]) -> None:
         def on_step(step: int, total: int) -> None:
-            if lease.lost.is_set():
-                raise JobCancelled(job.request_id)
-            if not self.store.set_progress(job.request_id, self.worker_id, step, total):
-                lease.lost.set()
-                raise JobCancelled(job.request_id)
+            for item in group:
+                if item.lost.is_set():
+                    continue
+                if not self.store.set_progress(item.job.request_id, self.worker_id, step, total):
+                    item.lost.set()
+            if all(item.lost.is_set() for item in group):
+                raise JobCancelled(group[0].job.request_id)
 
         started = time.perf_counter()
-        [output] = self.engine.remix(
-            [EngineInput(job.request_id, params, image, style_images)], on_step
-        )
+        try:
+            outputs = self.engine.remix([item.engine_input for item in group], on_step)
+        except JobCancelled:
+            log.info("batch stopped: leases lost or cancelled",
+                     extra={"request_id": group[0].job.request_id})
+            return
+        except EngineError as exc:
+            self._fail_group(group, str(exc))
+            return
+        except Exception:
+            log.exception("engine crashed", extra={"request_id": group[0].job.request_id})
+            self._fail_group(group, "internal error while processing")
+            return
+        # Each job in a batch is charged the batch's time: that is what it waited for.
         inference_time = time.perf_counter() - started
-        self._finish(job, params, warnings, output, inference_time)
+        for item, output in zip(group, outputs, strict=True):
+            try:
+                self._finish(item, output, inference_time)
+            except Exception:
+                request_id = item.job.request_id
+                log.exception("could not store the result", extra={"request_id": request_id})
+                self.store.fail(request_id, self.worker_id, "internal error while saving")
+
+    def _fail_group(self, group: list[_Running], error: str) -> None:
+        for item in group:
+            self.store.fail(item.job.request_id, self.worker_id, error)
+            log.info("job failed: %s", error, extra={"request_id": item.job.request_id})
 
     def _load_style_references(self, values: list[str]) -> list[Image.Image]:
         """Fetch/decode the references, enforcing their 10 MB total (CONTRACT.md §3)."""
@@ -186,14 +251,8 @@ class Worker:
             for i, blob in enumerate(blobs)
         ]
 
-    def _finish(
-        self,
-        job: Job,
-        params: RemixRequest,
-        warnings: list[str],
-        output: EngineOutput,
-        inference_time: float,
-    ) -> None:
+    def _finish(self, item: _Running, output: EngineOutput, inference_time: float) -> None:
+        job, params = item.job, item.params
         result: dict[str, Any] = {
             "seed": output.seed,
             "prompt": output.prompt,
@@ -201,7 +260,7 @@ class Worker:
             "style_type": params.style_type,
             "is_image_safe": output.is_image_safe,
             "inference_time": round(inference_time, 4),
-            "warnings": [*warnings, *output.warnings],
+            "warnings": [*item.warnings, *output.warnings],
             "engine": self.engine.name,
             "details": output.details,
         }
@@ -221,14 +280,17 @@ class Worker:
             self.storage.delete(key)
             log.warning("finished a job whose lease was lost", extra={"request_id": job.request_id})
 
-    def _heartbeat(self, lease: _Lease) -> None:
+    def _heartbeat(self, running: list[_Running], done: threading.Event) -> None:
         interval = max(0.05, self.lease_seconds / 3)
-        while not lease.done.wait(interval):
-            try:
-                ok = self.store.heartbeat(lease.request_id, self.worker_id, self.lease_seconds)
-            except Exception:
-                log.exception("heartbeat failed", extra={"request_id": lease.request_id})
-                continue
-            if not ok:
-                lease.lost.set()
-                return
+        while not done.wait(interval):
+            for item in running:
+                if item.lost.is_set():
+                    continue
+                try:
+                    ok = self.store.heartbeat(item.job.request_id, self.worker_id,
+                                              self.lease_seconds)
+                except Exception:
+                    log.exception("heartbeat failed", extra={"request_id": item.job.request_id})
+                    continue
+                if not ok:
+                    item.lost.set()
