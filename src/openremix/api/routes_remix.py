@@ -107,7 +107,7 @@ async def _wait_terminal(state: AppState, request_id: str, deadline: float) -> J
         if time.monotonic() >= deadline:
             return job
         await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+        delay = min(delay * 1.5, 0.05)
 
 
 @router.post("/v1/{slug}", openapi_extra=_REMIX_BODY_DOC, summary="Run a remix (sync)")
