@@ -66,3 +66,19 @@ def test_remix_command_reports_errors_in_one_line_with_exit_codes(server, tmp_pa
                             "--api-key", TEST_KEY, "-o", str(tmp_path / "o.jpg"))
     assert unreachable.returncode == 4
     assert "cannot reach" in unreachable.stderr
+
+
+def test_models_pull_without_a_hub_fails_in_one_line(tmp_path: Path):
+    import os
+
+    import pytest
+
+    pytest.importorskip("huggingface_hub")
+    # HF_HUB_OFFLINE makes the hub client answer at once, with no network traffic at all.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    pulled = openremix("models", "pull", "stabilityai/sdxl-turbo", "--data-dir",
+                       str(tmp_path), env=env)
+    assert pulled.returncode == 4
+    last = pulled.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot download stabilityai/sdxl-turbo:")
+    assert "Traceback" not in pulled.stderr

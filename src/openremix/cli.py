@@ -19,6 +19,8 @@ from openremix.config import Settings
 app = typer.Typer(help="openremix: a self-hosted image remix API.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+models_app = typer.Typer(help="Manage diffusion models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 console = Console(stderr=True, soft_wrap=True)
 
 DEV_KEY_FILE = "dev-api-key"
@@ -180,6 +182,39 @@ def keys_revoke(key_id: str, data_dir: Path | None = DataOpt) -> None:
         console.print(f"error: no key {key_id}")
         raise typer.Exit(2)
     console.print(f"revoked {key_id}")
+
+
+@models_app.command("pull")
+def models_pull(
+    model_id: str = typer.Argument(..., help="A hub model id, e.g. stabilityai/sdxl-turbo."),
+    revision: str | None = typer.Option(None, help="A branch, tag or commit."),
+    data_dir: Path | None = DataOpt,
+) -> None:
+    """Download a diffusers model into the data folder (needs a reachable model hub).
+
+    Then run with OPENREMIX_ENGINE=diffusers OPENREMIX_MODEL=<the same id>.
+    """
+    settings = _settings(data_dir=data_dir)
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        console.print("error: pulling models needs `pip install openremix[diffusers]`")
+        raise typer.Exit(2) from None
+    target = settings.models_dir / model_id.replace("/", "--")
+    console.print(f"pulling {model_id} into {target}")
+    try:
+        snapshot_download(
+            repo_id=model_id,
+            revision=revision,
+            local_dir=target,
+            allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.md"],
+        )
+    except Exception as exc:  # the hub client raises many kinds; report one line
+        reason = (str(exc).splitlines() or [""])[0]
+        console.print(f"error: cannot download {model_id}: {type(exc).__name__}: {reason}")
+        raise typer.Exit(4) from None
+    console.print(f"done: OPENREMIX_ENGINE=diffusers OPENREMIX_MODEL={model_id} "
+                  f"OPENREMIX_DATA_DIR={settings.data_dir} openremix serve")
 
 
 def image_argument(value: str) -> str:

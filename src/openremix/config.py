@@ -63,6 +63,17 @@ class Settings(BaseSettings):
         description="Engine: `style` (offline default), `diffusers`, or `module:attr` "
         "naming a class that implements the Engine protocol.",
     )
+    model: str = Field(
+        "",
+        description="Diffusers engine: a local model folder, a name pulled with `openremix "
+        "models pull`, or a hub id (machines with internet).",
+    )
+    device: str = Field("", description="Diffusers engine device: cuda, mps or cpu (empty: auto).")
+    ip_adapter: str = Field(
+        "",
+        description="Diffusers engine: IP-Adapter weights for `style_reference_images` "
+        "(`repo_or_folder:weight_name`); empty: colour-statistics fallback.",
+    )
     max_batch: int = Field(
         4, description="Most jobs one engine call runs together (engines that batch)."
     )
@@ -89,6 +100,16 @@ class Settings(BaseSettings):
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where `openremix models pull` puts downloaded models."""
+        return self.data_dir / "models"
+
+    def resolved_model(self) -> str:
+        """`model` as a local folder when it was pulled into the data folder, else as given."""
+        pulled = self.models_dir / self.model.replace("/", "--")
+        return str(pulled) if self.model and pulled.is_dir() else self.model
 
 
 def settings_table() -> str:
