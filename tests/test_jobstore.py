@@ -517,3 +517,16 @@ def test_sqlite_store_refuses_a_newer_schema(tmp_path: Path) -> None:
 def test_sqlite_store_needs_a_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         SQLiteJobStore(":memory:")
+
+
+def test_oldest_queued_age_reports_the_longest_wait(store: JobStore, clock: FakeClock) -> None:
+    assert store.oldest_queued_age() == 0.0
+    key = make_key(store)
+    first = enqueue(store, key)
+    clock.advance(5)
+    enqueue(store, key)
+    clock.advance(2)
+    assert store.oldest_queued_age() == 7.0
+    claimed = store.claim_next("w", LEASE)
+    assert claimed is not None and claimed.request_id == first
+    assert store.oldest_queued_age() == 2.0

@@ -57,12 +57,13 @@ def _dev_key(settings: Settings, store: Any) -> str:
     return secret
 
 
-def _run_api(settings: Settings, store: Any, storage: Any, on_enqueue: Any = None) -> None:
+def _run_api(settings: Settings, store: Any, storage: Any, on_enqueue: Any = None,
+             readiness: Any = None) -> None:
     import uvicorn
 
     from openremix.api.app import create_app
 
-    api = create_app(settings, store, storage, on_enqueue=on_enqueue)
+    api = create_app(settings, store, storage, on_enqueue=on_enqueue, readiness=readiness)
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning",
                 access_log=False, timeout_graceful_shutdown=10)
 
@@ -71,6 +72,7 @@ def _run_api(settings: Settings, store: Any, storage: Any, on_enqueue: Any = Non
 def serve(host: str | None = HostOpt, port: int | None = PortOpt,
           data_dir: Path | None = DataOpt) -> None:
     """API and worker in one process, on the embedded defaults (SQLite + local outputs)."""
+    from openremix.engine.base import EngineError
     from openremix.runtime import build_worker, configure_logging, open_output_storage, open_store
 
     settings = _settings(host, port, data_dir)
@@ -79,7 +81,12 @@ def serve(host: str | None = HostOpt, port: int | None = PortOpt,
     storage = open_output_storage(settings)
     key = _dev_key(settings, store)
     wake = threading.Event()
-    workers = [build_worker(settings, store, storage, wake=wake) for _ in range(settings.workers)]
+    try:
+        workers = [build_worker(settings, store, storage, wake=wake)
+                   for _ in range(settings.workers)]
+    except EngineError as exc:
+        console.print(f"error: {exc}")
+        raise typer.Exit(2) from None
     threads = [threading.Thread(target=w.run_forever, name=f"worker-{i}", daemon=True)
                for i, w in enumerate(workers)]
     for thread in threads:
@@ -91,8 +98,14 @@ def serve(host: str | None = HostOpt, port: int | None = PortOpt,
     console.print(f"development API key: [bold]{key}[/bold]")
     console.print(f'try: segmind.SegmindClient(api_key="{key}", base_url="{url}/v1")')
     sys.stderr.flush()
+    def readiness() -> str | None:
+        if not workers or any(w.ready.is_set() for w in workers):
+            return None
+        errors = [w.load_error for w in workers if w.load_error]
+        return errors[0] if errors else "model loading"
+
     try:
-        _run_api(settings, store, storage, on_enqueue=wake.set)
+        _run_api(settings, store, storage, on_enqueue=wake.set, readiness=readiness)
     finally:
         for worker in workers:
             worker.stop()
@@ -117,14 +130,28 @@ def api_command(host: str | None = HostOpt, port: int | None = PortOpt,
 
 
 @app.command()
-def worker(data_dir: Path | None = DataOpt) -> None:
+def worker(
+    data_dir: Path | None = DataOpt,
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve this worker's Prometheus metrics on this port."
+    ),
+) -> None:
     """One worker process: claims jobs and runs the engine until SIGTERM/SIGINT."""
+    from openremix.engine.base import EngineError
     from openremix.runtime import build_worker, configure_logging, open_output_storage, open_store
 
     settings = _settings(data_dir=data_dir)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host)
     configure_logging(settings.log_level)
     store = open_store(settings)
-    runner = build_worker(settings, store, open_output_storage(settings))
+    try:
+        runner = build_worker(settings, store, open_output_storage(settings))
+    except EngineError as exc:
+        console.print(f"error: {exc}")
+        raise typer.Exit(2) from None
 
     def on_signal(signum: int, frame: Any) -> None:
         runner.stop()
@@ -135,6 +162,9 @@ def worker(data_dir: Path | None = DataOpt) -> None:
         runner.run_forever()
     finally:
         store.close()
+    if runner.load_error:
+        console.print(f"error: {runner.load_error}")
+        raise typer.Exit(3)
 
 
 @keys_app.command("create")

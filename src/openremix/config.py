@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         3, description="Claims of one job before it is FAILED (a worker died each time)."
     )
+    job_timeout_seconds: float = Field(
+        600.0, description="A job still running after this long is FAILED (execution timeout)."
+    )
     engine: str = Field(
         "style",
         description="Engine: `style` (offline default), `diffusers`, or `module:attr` "

@@ -63,6 +63,7 @@ def build_worker(
         wake=wake,
         max_batch=settings.max_batch,
         batch_window=settings.batch_window_ms / 1000,
+        job_timeout=settings.job_timeout_seconds,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from openremix import observability as metrics
 from openremix.contract.errors import InputImageError
 from openremix.contract.params import MAX_STYLE_REFERENCE_BYTES
 from openremix.contract.request import RemixRequest
@@ -32,13 +33,30 @@ log = logging.getLogger("openremix.worker")
 
 WARNINGS_KEY = "warnings"
 """Key in a job's `params` holding the submit-time warnings (unknown parameters ignored)."""
+QUEUE_DEADLINE_KEY = "queue_deadline"
+"""Key in a job's `params`: Unix time after which a job still waiting for a worker fails
+(from the `x-queue-timeout` header)."""
 
 
 def split_job_params(params: dict[str, Any]) -> tuple[RemixRequest, list[str]]:
     """A stored job's params -> the validated request and its submit-time warnings."""
     data = dict(params)
     warnings = list(data.pop(WARNINGS_KEY, []) or [])
+    data.pop(QUEUE_DEADLINE_KEY, None)
     return RemixRequest.model_validate(data), warnings
+
+
+def queue_timeout_error(job: Job, now: float) -> str | None:
+    """The error for a job that waited past its `x-queue-timeout`, or None."""
+    deadline = job.params.get(QUEUE_DEADLINE_KEY)
+    if deadline is None or now <= float(deadline):
+        return None
+    waited = float(deadline) - job.created_at
+    return f"queue timeout: no worker took the request within {waited:g} s (x-queue-timeout)"
+
+
+class JobTimedOut(Exception):
+    """A batch ran past the per-job execution timeout."""
 
 
 class Sweeper:
@@ -104,6 +122,7 @@ class Worker:
         idle_poll_max: float = 0.5,
         max_batch: int = 4,
         batch_window: float = 0.05,
+        job_timeout: float = 600.0,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -116,7 +135,11 @@ class Worker:
         batching = bool(getattr(engine, "supports_batching", False))
         self.max_batch = max(1, max_batch) if batching else 1
         self.batch_window = batch_window
+        self.job_timeout = job_timeout
         self.sweeper = Sweeper(store, storage)
+        self.ready = threading.Event()
+        """Set once the engine is loaded."""
+        self.load_error: str | None = None
         self._stopping = threading.Event()
 
     # --- loop -----------------------------------------------------------------------------
@@ -126,7 +149,13 @@ class Worker:
         self.wake.set()
 
     def run_forever(self) -> None:
-        self.engine.load()
+        try:
+            self.engine.load()
+        except Exception as exc:  # the worker cannot run without its model: report and stop
+            self.load_error = f"engine {self.engine.name!r} failed to load: {exc}"
+            log.exception(self.load_error)
+            return
+        self.ready.set()
         log.info("worker %s ready (engine %s)", self.worker_id, self.engine.name)
         idle = 0.02
         while not self._stopping.is_set():
@@ -184,6 +213,11 @@ class Worker:
 
     def _prepare(self, job: Job) -> _Running | None:
         """Decode the job's params and fetch its images; a bad input fails only this job."""
+        expired = queue_timeout_error(job, time.time())
+        if expired:
+            self.store.fail(job.request_id, self.worker_id, expired)
+            metrics.jobs_finished.labels("queue_timeout").inc()
+            return None
         try:
             params, warnings = split_job_params(job.params)
             item = _Running(job, params, warnings)
@@ -200,7 +234,15 @@ class Worker:
         return None
 
     def _run_group(self, group: list[_Running]) -> None:
+        started = time.perf_counter()
+        last_step = [started]
+
         def on_step(step: int, total: int) -> None:
+            now = time.perf_counter()
+            metrics.engine_step_seconds.observe(now - last_step[0])
+            last_step[0] = now
+            if now - started > self.job_timeout:
+                raise JobTimedOut
             for item in group:
                 if item.lost.is_set():
                     continue
@@ -209,9 +251,12 @@ class Worker:
             if all(item.lost.is_set() for item in group):
                 raise JobCancelled(group[0].job.request_id)
 
-        started = time.perf_counter()
+        metrics.batch_size.observe(len(group))
         try:
             outputs = self.engine.remix([item.engine_input for item in group], on_step)
+        except JobTimedOut:
+            self._fail_group(group, f"execution timed out after {self.job_timeout:g} s")
+            return
         except JobCancelled:
             log.info("batch stopped: leases lost or cancelled",
                      extra={"request_id": group[0].job.request_id})
@@ -236,6 +281,7 @@ class Worker:
     def _fail_group(self, group: list[_Running], error: str) -> None:
         for item in group:
             self.store.fail(item.job.request_id, self.worker_id, error)
+            metrics.jobs_finished.labels("failed").inc()
             log.info("job failed: %s", error, extra={"request_id": item.job.request_id})
 
     def _load_style_references(self, values: list[str]) -> list[Image.Image]:
@@ -269,6 +315,7 @@ class Worker:
                 job.request_id, self.worker_id, output.error or "the engine produced no image",
                 result,
             )
+            metrics.jobs_finished.labels("blocked" if not output.is_image_safe else "failed").inc()
             return
         data, content_type = encode_image(output.image, params.output_format)
         extension = "jpg" if params.output_format == "jpeg" else params.output_format
@@ -279,6 +326,12 @@ class Worker:
             # The lease was lost meanwhile: another worker owns the job now; drop our copy.
             self.storage.delete(key)
             log.warning("finished a job whose lease was lost", extra={"request_id": job.request_id})
+            return
+        metrics.jobs_finished.labels("completed").inc()
+        metrics.job_phase_seconds.labels("inference").observe(inference_time)
+        if job.started_at is not None:
+            metrics.job_phase_seconds.labels("queue").observe(job.started_at - job.created_at)
+        metrics.job_phase_seconds.labels("total").observe(time.time() - job.created_at)
 
     def _heartbeat(self, running: list[_Running], done: threading.Event) -> None:
         interval = max(0.05, self.lease_seconds / 3)

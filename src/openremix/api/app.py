@@ -10,6 +10,9 @@ from fastapi import FastAPI
 from openremix import __version__
 from openremix.api.access import RateLimiter
 from openremix.api.errors import install_error_handlers
+from openremix.api.observe import install_request_observer
+from openremix.api.observe import router as metrics_router
+from openremix.api.routes_control import router as control_router
 from openremix.api.routes_remix import router as remix_router
 from openremix.api.routes_requests import router as requests_router
 from openremix.api.state import AppState
@@ -32,8 +35,13 @@ def create_app(
     storage: BlobStorage,
     *,
     on_enqueue: Callable[[], None] | None = None,
+    readiness: Callable[[], str | None] | None = None,
 ) -> FastAPI:
-    """Build the app over an open store and storage (their lifetime is the caller's)."""
+    """Build the app over an open store and storage (their lifetime is the caller's).
+
+    `on_enqueue` wakes in-process workers; `readiness` returns None when ready, else why not
+    (e.g. "model loading"), and `/readyz` reports it.
+    """
     ensure_configured_keys(store, settings)
     state = AppState(
         settings=settings,
@@ -49,6 +57,8 @@ def create_app(
     )
     if on_enqueue is not None:
         state.on_enqueue = on_enqueue
+    if readiness is not None:
+        state.readiness = readiness
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +73,9 @@ def create_app(
     )
     app.state.openremix = state
     install_error_handlers(app)
+    install_request_observer(app)
     app.include_router(remix_router)
     app.include_router(requests_router)
+    app.include_router(control_router)
+    app.include_router(metrics_router)
     return app

@@ -27,7 +27,7 @@ from openremix.api.state import MODELS, AppState, app_state
 from openremix.contract.params import MAX_STYLE_REFERENCE_BYTES, SEED_MAX
 from openremix.contract.request import RemixRequest, parse_remix_request
 from openremix.jobs.model import ApiKey, Job, JobState, NewJob
-from openremix.worker import WARNINGS_KEY
+from openremix.worker import QUEUE_DEADLINE_KEY, WARNINGS_KEY
 
 log = logging.getLogger("openremix.api")
 router = APIRouter()
@@ -55,6 +55,20 @@ def _check_inline_images(state: AppState, req: RemixRequest) -> None:
         raise ApiError(400, "style_reference_images: at most 10 MB together")
 
 
+def _queue_timeout(request: Request) -> float | None:
+    """Seconds from `x-queue-timeout`: how long the job may wait for a worker."""
+    raw = request.headers.get("x-queue-timeout")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86400:
+        raise ApiError(400, "x-queue-timeout: must be a number of seconds from 0 to 86400")
+    return seconds
+
+
 def _request_hash(slug: str, body: dict) -> str:
     canonical = json.dumps({"model": slug, "body": body}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -75,11 +89,15 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
         req = req.model_copy(update={"seed": secrets.randbelow(SEED_MAX + 1)})
     await run_in_threadpool(_check_inline_images, state, req)
     idempotency_key = request.headers.get("idempotency-key") or None
+    params = {**req.model_dump(mode="json"), WARNINGS_KEY: warnings}
+    queue_timeout = _queue_timeout(request)
+    if queue_timeout is not None:
+        params[QUEUE_DEADLINE_KEY] = time.time() + queue_timeout
     new = NewJob(
         request_id=request.state.request_id,
         model=slug,
         api_key_id=key.key_id,
-        params={**req.model_dump(mode="json"), WARNINGS_KEY: warnings},
+        params=params,
         cost=state.settings.cost_per_request,
         idempotency_key=idempotency_key,
         request_hash=_request_hash(slug, body) if idempotency_key else None,

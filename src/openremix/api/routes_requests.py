@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -11,6 +13,7 @@ from openremix.api.bodies import result_body, status_body
 from openremix.api.errors import ApiError
 from openremix.api.state import AppState, app_state
 from openremix.jobs.model import Job, JobState
+from openremix.worker import queue_timeout_error
 
 router = APIRouter()
 
@@ -18,7 +21,7 @@ _CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
                   "webp": "image/webp"}
 
 
-async def _owned_job(request: Request, request_id: str) -> tuple[AppState, Job, int | None]:
+async def owned_job(request: Request, request_id: str) -> tuple[AppState, Job, int | None]:
     """The caller's job and its queue position; another key's job is reported as not found."""
     state = app_state(request)
     request.state.request_id = request_id
@@ -26,6 +29,11 @@ async def _owned_job(request: Request, request_id: str) -> tuple[AppState, Job, 
     job = await run_in_threadpool(state.store.get, request_id)
     if job is None or job.api_key_id != key.key_id:
         raise ApiError(404, f"Request {request_id} not found")
+    if job.state is JobState.QUEUED:
+        expired = queue_timeout_error(job, time.time())
+        if expired:  # fail it now rather than wait for a worker to notice
+            await run_in_threadpool(state.store.fail, request_id, None, expired)
+            job = await run_in_threadpool(state.store.get, request_id) or job
     position = None
     if job.state is JobState.QUEUED:
         position = await run_in_threadpool(state.store.queue_position, request_id)
@@ -38,13 +46,13 @@ def _answer(job: Job, body: dict) -> JSONResponse:
 
 @router.get("/v2/requests/{request_id}/status", summary="Light status of a request")
 async def request_status(request_id: str, request: Request) -> JSONResponse:
-    state, job, position = await _owned_job(request, request_id)
+    state, job, position = await owned_job(request, request_id)
     return _answer(job, status_body(job, state.urls(request), position))
 
 
 @router.get("/v2/requests/{request_id}", summary="Full result of a request")
 async def request_result(request_id: str, request: Request) -> JSONResponse:
-    state, job, position = await _owned_job(request, request_id)
+    state, job, position = await owned_job(request, request_id)
     return _answer(job, result_body(job, state.urls(request), position))
 
 
@@ -86,7 +94,7 @@ async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the job store answers")
+@router.get("/readyz", summary="Readiness: the job store answers and the model is loaded")
 async def readyz(request: Request) -> JSONResponse:
     state = app_state(request)
     try:
@@ -94,4 +102,8 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception:
         return JSONResponse({"status": "unavailable", "error": "job store unreachable"},
                             status_code=503, headers={"Retry-After": "5"})
+    reason = state.readiness()
+    if reason:
+        return JSONResponse({"status": "unavailable", "error": reason}, status_code=503,
+                            headers={"Retry-After": "5"})
     return JSONResponse({"status": "ready", "queue_depth": depth})

@@ -27,6 +27,8 @@ class AppState:
     limiter: RateLimiter
     on_enqueue: Callable[[], None] = field(default=lambda: None)
     """Called after a job is enqueued (wakes an in-process worker at once)."""
+    readiness: Callable[[], str | None] = field(default=lambda: None)
+    """None when the workers this process runs are ready, else the reason they are not."""
 
     def urls(self, request: Request) -> Urls:
         """Absolute URLs from `OPENREMIX_PUBLIC_URL`, else from the request's scheme and host."""

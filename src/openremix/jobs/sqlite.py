@@ -359,6 +359,15 @@ class SQLiteJobStore:
         )
         return int(rows[0][0])
 
+    def oldest_queued_age(self) -> float:
+        """Seconds the oldest QUEUED job has waited (0 when none waits)."""
+        now = self._clock()
+        rows = self._read(
+            "SELECT MIN(created_at) FROM jobs WHERE state = ? AND expires_at > ?", (_QUEUED, now)
+        )
+        oldest = rows[0][0]
+        return 0.0 if oldest is None else max(0.0, now - float(oldest))
+
     def queue_position(self, request_id: str) -> int | None:
         """0-based count of QUEUED jobs claimed before this one; None when it is not QUEUED."""
         now = self._clock()

@@ -94,6 +94,10 @@ class JobStore(Protocol):
         """QUEUED jobs now."""
         ...
 
+    def oldest_queued_age(self) -> float:
+        """Seconds the oldest QUEUED job has waited (0 when none waits)."""
+        ...
+
     def queue_position(self, request_id: str) -> int | None:
         """0-based count of QUEUED jobs that run before this one; None when not QUEUED."""
         ...
