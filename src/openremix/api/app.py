@@ -12,10 +12,11 @@ from openremix.api.access import RateLimiter
 from openremix.api.errors import install_error_handlers
 from openremix.api.observe import install_request_observer
 from openremix.api.observe import router as metrics_router
+from openremix.api.openapi import READ_ERRORS, SUBMIT_ERRORS, document_model_slugs
 from openremix.api.routes_control import router as control_router
 from openremix.api.routes_remix import router as remix_router
 from openremix.api.routes_requests import router as requests_router
-from openremix.api.state import AppState
+from openremix.api.state import MODELS, AppState
 from openremix.config import Settings
 from openremix.jobs.store import JobStore
 from openremix.media.images import ImageLoader
@@ -74,8 +75,15 @@ def create_app(
     app.state.openremix = state
     install_error_handlers(app)
     install_request_observer(app)
-    app.include_router(remix_router)
-    app.include_router(requests_router)
-    app.include_router(control_router)
+    app.include_router(remix_router, responses=SUBMIT_ERRORS)
+    app.include_router(requests_router, responses=READ_ERRORS)
+    app.include_router(control_router, responses=READ_ERRORS)
     app.include_router(metrics_router)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_model_slugs(FastAPI.openapi(app), MODELS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
