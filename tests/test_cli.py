@@ -57,7 +57,7 @@ def test_remix_command_reports_errors_in_one_line_with_exit_codes(server, tmp_pa
     bad = openremix("remix", str(source), "x", "--url", server.base_url, "--api-key", TEST_KEY,
                     "--resolution", "10x10", "-o", str(tmp_path / "o.jpg"))
     assert bad.returncode == 2
-    assert bad.stderr.strip().startswith("error: HTTP 400: resolution:")
+    assert bad.stderr.strip().startswith("error: resolution: must be one of")
     assert "Traceback" not in bad.stderr
     unauthorized = openremix("remix", str(source), "x", "--url", server.base_url,
                              "--api-key", "nope", "-o", str(tmp_path / "o.jpg"))

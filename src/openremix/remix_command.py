@@ -1,92 +1,129 @@
-"""`openremix remix`: submit to a running server, show progress, save the image.
+"""`openremix remix | status | cancel`: the CLI's client side, built on `openremix.client`.
 
-Exit codes: 0 saved; 1 the job FAILED; 2 bad request (400/404/406/409/413); 3 auth (401/403);
-4 server unreachable, timeout or 5xx; 5 rate limited.
+Exit codes (documented in the README): 0 done; 1 the job FAILED; 2 bad request (400, 404, 406,
+409, 413, or a local validation error); 3 authentication (401, 403); 4 server unreachable,
+timeout or 5xx; 5 rate limited (after the SDK's retries).
 """
 
 from __future__ import annotations
 
-import time
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-MODEL = "ideogram-3-remix"
+from openremix.client import (
+    APIError,
+    AuthenticationError,
+    Client,
+    InferenceFailed,
+    InferenceTimeout,
+    OpenRemixError,
+    RateLimited,
+    ServerError,
+    Status,
+)
+from openremix.client import ConnectionError as ClientConnectionError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_REQUEST, EXIT_AUTH, EXIT_UNAVAILABLE, EXIT_RATE_LIMITED = range(6)
 
 
-def _exit_code_for(status: int) -> int:
-    if status in (401, 403):
-        return 3
-    if status == 429:
-        return 5
-    if status >= 500:
-        return 4
-    return 2
+def exit_code_for(error: OpenRemixError) -> int:
+    if isinstance(error, InferenceFailed):
+        return EXIT_FAILED
+    if isinstance(error, AuthenticationError):
+        return EXIT_AUTH
+    if isinstance(error, RateLimited):
+        return EXIT_RATE_LIMITED
+    if isinstance(error, (ServerError, InferenceTimeout, ClientConnectionError)):
+        return EXIT_UNAVAILABLE
+    return EXIT_BAD_REQUEST
 
 
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    return str(body.get("error", body)) if isinstance(body, dict) else str(body)
+def _describe(error: OpenRemixError, base_url: str) -> str:
+    if isinstance(error, ClientConnectionError):
+        return f"cannot reach {base_url}: {error}"
+    if isinstance(error, InferenceFailed):
+        return f"remix failed: {error.error} (request {error.request_id})"
+    if isinstance(error, APIError) and error.status is not None:
+        return f"HTTP {error.status}: {error.error}"
+    return str(error)
+
+
+def _emit_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _status_line(status: Status) -> str:
+    if status.state == "QUEUED":
+        where = status.queue_position
+        return "queued" if where is None else f"queued ({where} ahead)"
+    if status.progress:
+        return f"remixing (step {status.progress.step}/{status.progress.total})"
+    return status.state.lower()
 
 
 def run_remix(base_url: str, api_key: str, params: dict[str, Any], output: Path,
-              console: Console, timeout: float = 600.0) -> int:
-    headers = {"x-api-key": api_key} if api_key else {}
-    base = base_url.rstrip("/")
-    try:
-        with httpx.Client(headers=headers, timeout=httpx.Timeout(30.0, connect=5.0)) as http:
-            submitted = http.post(f"{base}/v2/{MODEL}", json=params)
-            if submitted.status_code != 200:
-                console.print(f"error: HTTP {submitted.status_code}: {_error_text(submitted)}")
-                return _exit_code_for(submitted.status_code)
-            job = submitted.json()
-            body = _wait(http, job, console, timeout)
-            if body is None:
-                console.print(f"error: {job['request_id']} did not finish in {timeout:g} s")
-                return 4
-            if body.get("status") == "FAILED":
-                console.print(f"error: remix failed: {body.get('error')} "
-                              f"(request {job['request_id']})")
-                return 1
-            result = http.get(job["response_url"]).json()
-            image = http.get(result["output"])
-            image.raise_for_status()
-            output.write_bytes(image.content)
-    except httpx.HTTPError as exc:
-        console.print(f"error: cannot reach {base}: {exc}")
-        return 4
-    console.print(f"saved {output} (seed {result.get('seed')}, "
-                  f"{result['metrics'].get('inference_time', 0):.2f} s, "
-                  f"request {job['request_id']})")
-    return 0
-
-
-def _wait(http: httpx.Client, job: dict[str, Any], console: Console,
-          timeout: float) -> dict[str, Any] | None:
-    deadline = time.monotonic() + timeout
+              console: Console, *, as_json: bool = False, timeout: float = 600.0) -> int:
+    """Submit, follow with a progress bar, save the image. Returns the exit code."""
+    image, prompt = params.pop("image"), params.pop("prompt")
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("queued", total=None)
-        while time.monotonic() < deadline:
-            body = http.get(job["status_url"]).json()
-            state = body.get("status")
-            if state in ("COMPLETED", "FAILED"):
-                return body
-            step = body.get("progress") or {}
-            if state == "QUEUED":
-                where = body.get("queue_position")
-                text = "queued" if where is None else f"queued ({where} ahead)"
-                progress.update(task, description=text)
-            elif step.get("total"):
-                progress.update(task, description="remixing", total=step["total"],
-                                completed=step["step"])
-            else:
-                progress.update(task, description="remixing")
-            time.sleep(0.25)
-    return None
+    try:
+        with Client(api_key=api_key or None, base_url=base_url) as client, Progress(
+            *columns, console=console, transient=True, disable=as_json
+        ) as progress:
+            task = progress.add_task("submitting", total=None)
+
+            def on_progress(status: Status) -> None:
+                total = status.progress.total if status.progress else None
+                done = status.progress.step if status.progress else 0
+                progress.update(task, description=_status_line(status), total=total,
+                                completed=done)
+
+            result = client.remix(image, prompt, timeout=timeout, on_progress=on_progress,
+                                  **params)
+            result.save(output)
+    except OpenRemixError as error:
+        console.print(f"error: {_describe(error, base_url)}")
+        return exit_code_for(error)
+    if as_json:
+        _emit_json({**result.raw, "saved_to": str(output)})
+    else:
+        seconds = (result.metrics or {}).get("inference_time", 0.0)
+        console.print(f"saved {output} (seed {result.seed}, {seconds:.2f} s, "
+                      f"request {result.request_id})")
+    return EXIT_OK
+
+
+def show_status(base_url: str, api_key: str, request_id: str, console: Console, *,
+                as_json: bool = False) -> int:
+    try:
+        with Client(api_key=api_key or None, base_url=base_url) as client:
+            status = client.job(request_id).status()
+    except OpenRemixError as error:
+        console.print(f"error: {_describe(error, base_url)}")
+        return exit_code_for(error)
+    if as_json:
+        _emit_json(status.raw)
+    else:
+        line = f"{request_id}: {_status_line(status)}"
+        print(line + (f": {status.error}" if status.error else ""))
+    return EXIT_FAILED if status.state == "FAILED" else EXIT_OK
+
+
+def cancel(base_url: str, api_key: str, request_id: str, console: Console, *,
+           as_json: bool = False) -> int:
+    try:
+        with Client(api_key=api_key or None, base_url=base_url) as client:
+            status = client.job(request_id).cancel()
+    except OpenRemixError as error:
+        console.print(f"error: {_describe(error, base_url)}")
+        return exit_code_for(error)
+    if as_json:
+        _emit_json(status.raw)
+    else:
+        print(f"{request_id}: cancelled")
+    return EXIT_OK
