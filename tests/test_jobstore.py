@@ -8,6 +8,7 @@ joins by adding its name to `STORE_BACKENDS` and a factory to `_make_store`. Tim
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 import uuid
@@ -17,10 +18,12 @@ from typing import Any
 
 import pytest
 
+from openremix.jobs import sqlite_outbox
 from openremix.jobs.model import ApiKey, JobState, NewJob
 from openremix.jobs.sqlite import SQLiteJobStore
-from openremix.jobs.sqlite_schema import SCHEMA_VERSION
+from openremix.jobs.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, JobStore, UnknownApiKey
+from openremix.jobs.webhook_payload import WEBHOOK_KEY, encode_payload, terminal_status_body
 
 RETENTION = 3600.0
 MAX_ATTEMPTS = 3
@@ -489,6 +492,149 @@ def test_add_credits_adds_and_removes_paid_credits(store: JobStore) -> None:
         store.add_credits("key_nope", 1.0)
 
 
+# --- webhook outbox -------------------------------------------------------------------------------
+HOOK_URL = "https://hooks.example.com/remix"
+
+
+def hooked(events: list[str] | None = None) -> dict[str, Any]:
+    """Job params that ask for a webhook."""
+    return {"prompt": "a cat", "seed": 7, WEBHOOK_KEY: {
+        "url": HOOK_URL, "events": events or ["completed", "failed"],
+        "base_url": "http://127.0.0.1:8000"}}
+
+
+def test_completing_a_job_queues_one_webhook_with_its_status_body(
+        store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key, params=hooked())
+    store.claim_next("w", LEASE)
+    assert store.get_webhook_deliveries(request_id) == []
+    clock.advance(2)
+    assert store.complete(request_id, "w", {"inference_time": 1.5})
+    job = store.get(request_id)
+    assert job is not None
+    [delivery] = store.get_webhook_deliveries(request_id)
+    assert delivery.delivery_id.startswith("msg_") and len(delivery.delivery_id) > 20
+    assert (delivery.url, delivery.event, delivery.attempts) == (HOOK_URL, "completed", 0)
+    assert delivery.created_at == delivery.next_attempt_at == clock.now
+    assert json.loads(delivery.payload) == terminal_status_body(job)
+    assert delivery.payload == encode_payload(terminal_status_body(job))
+
+
+def test_jobs_without_a_webhook_or_the_event_queue_nothing(store: JobStore) -> None:
+    key = make_key(store)
+    plain = enqueue(store, key)
+    only_failed = enqueue(store, key, params=hooked(["failed"]))
+    for request_id in (plain, only_failed):
+        claimed = store.claim_next("w", LEASE)
+        assert claimed is not None
+        assert store.complete(claimed.request_id, "w", {"inference_time": 1.0})
+        assert store.get_webhook_deliveries(request_id) == []
+
+
+def test_cancel_and_lost_workers_queue_a_failed_webhook(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    cancelled = enqueue(store, key, params=hooked(["failed"]))
+    assert store.fail(cancelled, None, "cancelled")
+    [delivery] = store.get_webhook_deliveries(cancelled)
+    assert delivery.event == "failed"
+    assert json.loads(delivery.payload)["error"] == "cancelled"
+    lost = enqueue(store, key, params=hooked())
+    for _ in range(MAX_ATTEMPTS):
+        assert store.claim_next("w", LEASE) is not None
+        clock.advance(LEASE + 1)
+        store.requeue_expired_leases()
+    [delivery] = store.get_webhook_deliveries(lost)
+    body = json.loads(delivery.payload)
+    assert body["status"] == "FAILED" and "worker lost" in body["error"]
+    assert body["metrics"]["total_time"] == round(MAX_ATTEMPTS * (LEASE + 1), 4)
+
+
+def test_a_refused_finish_queues_nothing(store: JobStore) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key, params=hooked())
+    store.claim_next("w", LEASE)
+    assert not store.complete(request_id, "intruder", {})
+    assert store.complete(request_id, "w", {})
+    assert not store.fail(request_id, None, "too late")
+    assert len(store.get_webhook_deliveries(request_id)) == 1
+
+
+def test_a_claimed_webhook_is_leased_to_one_dispatcher(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key, params=hooked())
+    assert store.claim_due_webhooks(60, 10) == []
+    store.fail(request_id, None, "cancelled")
+    [first] = store.claim_due_webhooks(60, 10)
+    assert (first.attempts, first.first_attempt_at, first.lease_until) == (
+        1, clock.now, clock.now + 60)
+    assert store.claim_due_webhooks(60, 10) == []
+    clock.advance(61)  # the dispatcher died mid-send: the message is taken again
+    [again] = store.claim_due_webhooks(60, 10)
+    assert again.delivery_id == first.delivery_id
+    assert again.attempts == 2 and again.first_attempt_at == first.first_attempt_at
+
+
+def test_claims_respect_the_limit_and_never_overlap(store: JobStore) -> None:
+    key = make_key(store, credits=100)
+    for _ in range(5):
+        store.fail(enqueue(store, key, params=hooked()), None, "cancelled")
+    batches = [store.claim_due_webhooks(60, 2) for _ in range(4)]
+    assert [len(b) for b in batches] == [2, 2, 1, 0]
+    ids = [d.delivery_id for batch in batches for d in batch]
+    assert len(set(ids)) == 5
+
+
+def test_a_failed_attempt_is_due_again_at_its_retry_time(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key, params=hooked())
+    store.fail(request_id, None, "cancelled")
+    [delivery] = store.claim_due_webhooks(60, 10)
+    assert store.webhook_retry(delivery.delivery_id, "HTTP 500", clock.now + 5)
+    assert store.claim_due_webhooks(60, 10) == []
+    clock.advance(5)
+    [retried] = store.claim_due_webhooks(60, 10)
+    assert retried.attempts == 2 and retried.last_error == "HTTP 500"
+    assert store.webhook_delivered(retried.delivery_id)
+    [done] = store.get_webhook_deliveries(request_id)
+    assert (done.delivered_at, done.next_attempt_at, done.last_error) == (clock.now, None, None)
+    assert not done.pending
+    clock.advance(3600)
+    assert store.claim_due_webhooks(60, 10) == []
+    assert not store.webhook_retry(done.delivery_id, "late", clock.now)
+
+
+def test_a_given_up_webhook_keeps_its_last_error(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    request_id = enqueue(store, key, params=hooked())
+    store.fail(request_id, None, "cancelled")
+    [delivery] = store.claim_due_webhooks(60, 10)
+    assert store.webhook_retry(delivery.delivery_id, "HTTP 503", None)
+    clock.advance(86400)
+    assert store.claim_due_webhooks(60, 10) == []
+    [kept] = store.get_webhook_deliveries(request_id)
+    assert (kept.last_error, kept.delivered_at, kept.attempts) == ("HTTP 503", None, 1)
+
+
+def test_finished_webhooks_are_deleted_after_the_retention(
+        store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    done = enqueue(store, key, params=hooked())
+    store.fail(done, None, "cancelled")
+    [delivery] = store.claim_due_webhooks(60, 10)
+    store.webhook_delivered(delivery.delivery_id)
+    clock.advance(RETENTION - 10)
+    waiting = enqueue(store, key, params=hooked())
+    store.fail(waiting, None, "cancelled")  # created late, never sent: still due
+    clock.advance(20)
+    store.expire()
+    assert store.get_webhook_deliveries(done) == []
+    assert len(store.get_webhook_deliveries(waiting)) == 1
+    clock.advance(86400)
+    store.expire()
+    assert store.get_webhook_deliveries(waiting) == []
+
+
 # --- SQLite specifics ----------------------------------------------------------------------------
 def test_sqlite_store_reopens_its_file(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "data" / "jobs.sqlite3"
@@ -517,6 +663,50 @@ def test_sqlite_store_refuses_a_newer_schema(tmp_path: Path) -> None:
 def test_sqlite_store_needs_a_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         SQLiteJobStore(":memory:")
+
+
+def test_the_webhook_row_is_written_in_the_finishing_transaction(
+        tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SQLiteJobStore(tmp_path / "jobs.sqlite3", clock=clock)
+    key = make_key(store)
+    request_id = enqueue(store, key, params=hooked())
+    store.claim_next("w", LEASE)
+
+    def broken(*args: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(sqlite_outbox, "record_webhook", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        store.complete(request_id, "w", {"inference_time": 1.0})
+    job = store.get(request_id)
+    assert job is not None and job.state is JobState.PROCESSING  # rolled back together
+    monkeypatch.undo()
+    assert store.complete(request_id, "w", {"inference_time": 1.0})
+    assert len(store.get_webhook_deliveries(request_id)) == 1
+    store.close()
+
+
+def test_a_version_1_database_gains_the_outbox(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO api_keys VALUES ('key_old', 'h', 'old', 5, 0, 0, 0)")
+        conn.execute(
+            "INSERT INTO jobs (request_id, model, api_key_id, params, state, cost, created_at,"
+            " expires_at, extra) VALUES ('r-old', 'ideogram-3-remix', 'key_old', ?, 'QUEUED',"
+            " 1, ?, ?, '{}')",
+            (json.dumps(hooked()), clock.now, clock.now + RETENTION),
+        )
+    store = SQLiteJobStore(path, clock=clock)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    old = store.get("r-old")
+    assert old is not None and old.state is JobState.QUEUED
+    assert store.fail("r-old", None, "cancelled")
+    [delivery] = store.get_webhook_deliveries("r-old")
+    assert delivery.event == "failed"
+    store.close()
 
 
 def test_oldest_queued_age_reports_the_longest_wait(store: JobStore, clock: FakeClock) -> None:

@@ -57,6 +57,26 @@ def _dev_key(settings: Settings, store: Any) -> str:
     return secret
 
 
+def _start_webhooks(settings: Settings, store: Any) -> Any:
+    """The webhook dispatcher of this API process, started; says where its secret lives."""
+    from openremix.webhooks import WebhookDispatcher, load_secret
+
+    try:
+        secret, path = load_secret(settings)
+    except ValueError as exc:
+        console.print(f"error: OPENREMIX_WEBHOOK_SECRET: {exc}")
+        raise typer.Exit(2) from None
+    where = path.resolve() if path is not None else "OPENREMIX_WEBHOOK_SECRET"
+    console.print(f"webhooks are signed with the secret in {where}")
+    return WebhookDispatcher(
+        store,
+        secret,
+        allow_private=settings.allow_private_urls,
+        timeout=settings.fetch_timeout_seconds,
+        retry_base_seconds=settings.webhook_retry_base_seconds,
+    ).start()
+
+
 def _run_api(settings: Settings, store: Any, storage: Any, on_enqueue: Any = None,
              readiness: Any = None) -> None:
     import uvicorn
@@ -87,6 +107,7 @@ def serve(host: str | None = HostOpt, port: int | None = PortOpt,
     except EngineError as exc:
         console.print(f"error: {exc}")
         raise typer.Exit(2) from None
+    webhooks = _start_webhooks(settings, store)
     threads = [threading.Thread(target=w.run_forever, name=f"worker-{i}", daemon=True)
                for i, w in enumerate(workers)]
     for thread in threads:
@@ -111,6 +132,7 @@ def serve(host: str | None = HostOpt, port: int | None = PortOpt,
             worker.stop()
         for thread in threads:
             thread.join(timeout=30)
+        webhooks.stop()
         store.close()
 
 
@@ -123,9 +145,11 @@ def api_command(host: str | None = HostOpt, port: int | None = PortOpt,
     settings = _settings(host, port, data_dir)
     configure_logging(settings.log_level)
     store = open_store(settings)
+    webhooks = _start_webhooks(settings, store)
     try:
         _run_api(settings, store, open_output_storage(settings))
     finally:
+        webhooks.stop()
         store.close()
 
 

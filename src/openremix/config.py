@@ -94,6 +94,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         32 * 1024 * 1024, description="Largest accepted request body (413 above)."
     )
+    webhook_secret: str = Field(
+        "",
+        description="Secret that signs webhooks (Standard Webhooks; a `whsec_` + base64 secret "
+        "is base64-decoded to the HMAC key). Empty: one is made once and kept in the data "
+        "folder's `webhook-secret` file. Set it on every machine when several serve the API.",
+    )
+    webhook_retry_base_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="First delay before retrying a webhook; each next one is 3x longer (at "
+        "most 10 min), until 1 h after the first attempt.",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     @property

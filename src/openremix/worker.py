@@ -26,6 +26,7 @@ from openremix.contract.request import RemixRequest
 from openremix.engine.base import Engine, EngineError, EngineInput, EngineOutput, JobCancelled
 from openremix.jobs.model import Job
 from openremix.jobs.store import JobStore
+from openremix.jobs.webhook_payload import WEBHOOK_KEY
 from openremix.media.images import ImageLoader, encode_image
 from openremix.media.storage import BlobStorage, new_output_key
 
@@ -43,6 +44,7 @@ def split_job_params(params: dict[str, Any]) -> tuple[RemixRequest, list[str]]:
     data = dict(params)
     warnings = list(data.pop(WARNINGS_KEY, []) or [])
     data.pop(QUEUE_DEADLINE_KEY, None)
+    data.pop(WEBHOOK_KEY, None)
     return RemixRequest.model_validate(data), warnings
 
 

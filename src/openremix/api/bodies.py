@@ -8,6 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from openremix.jobs.model import Job, JobState
+from openremix.jobs.webhook_payload import failed_body, job_metrics, terminal_status_body
+
+__all__ = ["Urls", "failed_body", "result_body", "status_body", "submit_body"]
 
 
 class Urls:
@@ -49,30 +52,10 @@ def _progress(job: Job, queue_position: int | None) -> dict[str, Any]:
     return extra
 
 
-def failed_body(job: Job) -> dict[str, Any]:
-    """FAILED, served with HTTP 422 on every request route."""
-    result = job.result or {}
-    body: dict[str, Any] = {
-        "status": "FAILED",
-        "request_id": job.request_id,
-        "error": job.error or "failed",
-        "metrics": _metrics(job) if job.finished_at else {},
-    }
-    if result.get("is_image_safe") is False:
-        body["is_image_safe"] = False
-    return body
-
-
 def status_body(job: Job, urls: Urls, queue_position: int | None = None) -> dict[str, Any]:
-    if job.state is JobState.FAILED:
-        return failed_body(job)
-    if job.state is JobState.COMPLETED:
-        result = job.result or {}
-        return {
-            "status": "COMPLETED",
-            "request_id": job.request_id,
-            "metrics": {"inference_time": result.get("inference_time", 0.0)},
-        }
+    """`GET /v2/requests/{id}/status`; a finished job's body is also its webhook payload."""
+    if job.state.terminal:
+        return terminal_status_body(job)
     return {
         "status": job.state.value,
         "request_id": job.request_id,
@@ -80,16 +63,6 @@ def status_body(job: Job, urls: Urls, queue_position: int | None = None) -> dict
         "response_url": urls.response(job.request_id),
         "metrics": {},
         **_progress(job, queue_position),
-    }
-
-
-def _metrics(job: Job) -> dict[str, Any]:
-    result = job.result or {}
-    return {
-        "inference_time": result.get("inference_time", 0.0),
-        "queue_time": round(job.queue_time or 0.0, 4),
-        "total_time": round(job.total_time or 0.0, 4),
-        "cost": job.cost,
     }
 
 
@@ -126,7 +99,7 @@ def result_body(job: Job, urls: Urls, queue_position: int | None = None) -> dict
         "resolution": result.get("resolution"),
         "style_type": result.get("style_type"),
         "is_image_safe": result.get("is_image_safe", True),
-        "metrics": _metrics(job),
+        "metrics": job_metrics(job),
         "warnings": result.get("warnings", []),
         "engine": result.get("engine"),
         "details": result.get("details", {}),

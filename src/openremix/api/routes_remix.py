@@ -27,6 +27,8 @@ from openremix.api.state import MODELS, AppState, app_state
 from openremix.contract.params import MAX_STYLE_REFERENCE_BYTES, SEED_MAX
 from openremix.contract.request import RemixRequest, parse_remix_request
 from openremix.jobs.model import ApiKey, Job, JobState, NewJob
+from openremix.jobs.webhook_payload import WEBHOOK_KEY
+from openremix.webhooks import parse_webhook_fields
 from openremix.worker import QUEUE_DEADLINE_KEY, WARNINGS_KEY
 
 log = logging.getLogger("openremix.api")
@@ -84,7 +86,10 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
         raise ApiError(404, f"Model {slug} not found")
     state.limiter.check(key.key_id)
     body = await read_submit_body(request, state.settings.max_body_bytes)
-    req, warnings = parse_remix_request(body)
+    remix_fields, webhook = parse_webhook_fields(
+        body, allow_private=state.settings.allow_private_urls
+    )
+    req, warnings = parse_remix_request(remix_fields)
     if req.seed is None:
         req = req.model_copy(update={"seed": secrets.randbelow(SEED_MAX + 1)})
     await run_in_threadpool(_check_inline_images, state, req)
@@ -93,6 +98,10 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
     queue_timeout = _queue_timeout(request)
     if queue_timeout is not None:
         params[QUEUE_DEADLINE_KEY] = time.time() + queue_timeout
+    if webhook is not None:
+        # The public base this request was answered with. The terminal status body a webhook
+        # carries has no URLs today; stored so the outbox never needs the request to make one.
+        params[WEBHOOK_KEY] = {**webhook, "base_url": state.urls(request).base}
     new = NewJob(
         request_id=request.state.request_id,
         model=slug,

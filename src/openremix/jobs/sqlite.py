@@ -4,6 +4,9 @@ Concurrency model: WAL journal (readers never block the writer), one connection 
 and every write in a `BEGIN IMMEDIATE` transaction, which takes the database's single write
 lock up front. Claiming is therefore a plain select-then-update: no two transactions, in any
 thread or process of the machine, can interleave inside it.
+
+The webhook outbox (`sqlite_outbox`) shares those transactions: a finished job's message is
+written by the same transaction that finishes it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from openremix.jobs import sqlite_outbox as outbox
 from openremix.jobs.model import (
     ApiKey,
     Clock,
@@ -41,6 +45,7 @@ from openremix.jobs.sqlite_schema import (
     row_to_job,
 )
 from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, UnknownApiKey
+from openremix.jobs.webhook_payload import WebhookDelivery
 
 T = TypeVar("T")
 
@@ -280,11 +285,13 @@ class SQLiteJobStore:
             if state is JobState.FAILED:
                 self._refund(conn, row["api_key_id"], extra)
             stored_result = row["result"] if result is None else json.dumps(result)
-            conn.execute(
-                "UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?,"
-                " lease_expires_at = NULL, extra = ? WHERE request_id = ?",
-                (state.value, stored_result, error, self._clock(), json.dumps(extra), request_id),
-            )
+            now = self._clock()
+            finished = conn.execute(
+                f"UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?,"
+                f" lease_expires_at = NULL, extra = ? WHERE request_id = ? RETURNING {JOB_COLUMNS}",
+                (state.value, stored_result, error, now, json.dumps(extra), request_id),
+            ).fetchone()
+            outbox.record_webhook(conn, row_to_job(finished), now)
             return True
 
         return self._write(body)
@@ -325,23 +332,30 @@ class SQLiteJobStore:
                 extra = json.loads(row["extra"])
                 self._refund(conn, row["api_key_id"], extra)
                 error = f"worker lost while processing ({row['attempts']} attempts); giving up"
-                conn.execute(
-                    "UPDATE jobs SET state = ?, error = ?, finished_at = ?,"
-                    " lease_expires_at = NULL, extra = ? WHERE request_id = ?",
+                failed = conn.execute(
+                    f"UPDATE jobs SET state = ?, error = ?, finished_at = ?,"
+                    f" lease_expires_at = NULL, extra = ? WHERE request_id = ?"
+                    f" RETURNING {JOB_COLUMNS}",
                     (JobState.FAILED.value, error, now, json.dumps(extra), row["request_id"]),
-                )
+                ).fetchone()
+                outbox.record_webhook(conn, row_to_job(failed), now)
             return len(rows)
 
         return self._write(body)
 
     def expire(self) -> list[dict[str, Any]]:
-        """Delete jobs past `expires_at`; return their non-None results (to delete blobs)."""
+        """Delete jobs past `expires_at`; return their non-None results (to delete blobs).
+
+        Also deletes webhook messages finished more than the retention ago (and any a day old).
+        """
 
         def body(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            now = self._clock()
+            outbox.delete_old(conn, now, self.retention_seconds)
             rows = conn.execute(
                 "DELETE FROM jobs WHERE expires_at <= ? RETURNING result, state, api_key_id,"
                 " extra",
-                (self._clock(),),
+                (now,),
             ).fetchall()
             for row in rows:
                 # A job that never finished within the retention never ran: give its cost back.
@@ -380,6 +394,29 @@ class SQLiteJobStore:
             (_QUEUED, now, request_id, _QUEUED, now),
         )
         return None if row is None else int(row[0])
+
+    # --- webhook outbox (see `sqlite_outbox`) ----------------------------------------------------
+    def claim_due_webhooks(self, lease_seconds: float, limit: int) -> list[WebhookDelivery]:
+        """Lease up to `limit` due webhook messages for `lease_seconds`; see the protocol."""
+        if not outbox.any_due(self._conn(), self._clock()):
+            return []
+        return self._write(
+            lambda conn: outbox.claim_due(conn, self._clock(), lease_seconds, limit)
+        )
+
+    def webhook_delivered(self, delivery_id: str) -> bool:
+        """The receiver answered 2xx: the message is done."""
+        return self._write(lambda conn: outbox.mark_delivered(conn, delivery_id, self._clock()))
+
+    def webhook_retry(self, delivery_id: str, error: str, next_attempt_at: float | None) -> bool:
+        """Record a failed attempt; due again at `next_attempt_at`, or never (None: give up)."""
+        return self._write(
+            lambda conn: outbox.schedule_retry(conn, delivery_id, error, next_attempt_at)
+        )
+
+    def get_webhook_deliveries(self, request_id: str) -> list[WebhookDelivery]:
+        """The webhook messages of a request (at most one), with their delivery state."""
+        return outbox.deliveries_of(self._conn(), request_id)
 
     # --- API keys and credits --------------------------------------------------------------------
     def create_api_key(

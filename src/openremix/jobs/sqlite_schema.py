@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from openremix.jobs.model import ApiKey, Job, JobState
+from openremix.jobs.webhook_payload import WebhookDelivery
 
 T = TypeVar("T")
 
@@ -100,7 +101,30 @@ CREATE TABLE api_keys (
 );
 """
 
-MIGRATIONS: list[str] = [_V1]
+# Version 2: the webhook outbox. One row per message (at most one per job); a row is due while
+# `next_attempt_at` is set and not leased (`lease_until` in the past or NULL).
+_V2 = """
+CREATE TABLE webhook_deliveries (
+    delivery_id      TEXT PRIMARY KEY,
+    request_id       TEXT NOT NULL,
+    url              TEXT NOT NULL,
+    event            TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL NOT NULL,
+    next_attempt_at  REAL,
+    first_attempt_at REAL,
+    delivered_at     REAL,
+    last_error       TEXT,
+    lease_until      REAL
+);
+CREATE UNIQUE INDEX webhook_deliveries_request ON webhook_deliveries (request_id);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 """`MIGRATIONS[i]` upgrades schema version `i` to `i + 1`."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -115,6 +139,10 @@ INSERT_JOB = "INSERT INTO jobs ({}) VALUES ({})".format(
     JOB_COLUMNS, ", ".join("?" for _ in JOB_COLUMNS.split(","))
 )
 INSERT_API_KEY = f"INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+DELIVERY_COLUMNS = (
+    "delivery_id, request_id, url, event, payload, attempts, created_at, next_attempt_at, "
+    "first_attempt_at, delivered_at, last_error, lease_until"
+)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -212,4 +240,22 @@ def row_to_api_key(row: sqlite3.Row) -> ApiKey:
         free_credits=row["free_credits"],
         created_at=row["created_at"],
         revoked=bool(row["revoked"]),
+    )
+
+
+def row_to_delivery(row: sqlite3.Row) -> WebhookDelivery:
+    """A `webhook_deliveries` row (selected with `DELIVERY_COLUMNS`) as a `WebhookDelivery`."""
+    return WebhookDelivery(
+        delivery_id=row["delivery_id"],
+        request_id=row["request_id"],
+        url=row["url"],
+        event=row["event"],
+        payload=row["payload"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        next_attempt_at=row["next_attempt_at"],
+        first_attempt_at=row["first_attempt_at"],
+        delivered_at=row["delivered_at"],
+        last_error=row["last_error"],
+        lease_until=row["lease_until"],
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from openremix.jobs.model import ApiKey, Job, NewJob
+from openremix.jobs.webhook_payload import WebhookDelivery
 
 
 class StoreError(Exception):
@@ -100,6 +101,31 @@ class JobStore(Protocol):
 
     def queue_position(self, request_id: str) -> int | None:
         """0-based count of QUEUED jobs that run before this one; None when not QUEUED."""
+        ...
+
+    # --- webhook outbox -----------------------------------------------------------------------
+    # A job whose params carry a webhook (`webhook_payload.WEBHOOK_KEY`) gets one message when it
+    # becomes COMPLETED or FAILED (if that event is wanted), written in the same transaction as
+    # the state change (`complete`, `fail`, `requeue_expired_leases`), its payload the job's
+    # terminal status body. Messages finished longer ago than the retention are deleted by
+    # `expire`.
+    def claim_due_webhooks(self, lease_seconds: float, limit: int) -> list[WebhookDelivery]:
+        """Take up to `limit` messages that are due (`next_attempt_at` passed, not leased), set
+        `lease_until = now + lease_seconds`, `attempts += 1` and `first_attempt_at` (first claim
+        only). Two callers never hold the same message at once."""
+        ...
+
+    def webhook_delivered(self, delivery_id: str) -> bool:
+        """Mark a message delivered (never due again). False when unknown or already done."""
+        ...
+
+    def webhook_retry(self, delivery_id: str, error: str, next_attempt_at: float | None) -> bool:
+        """Record a failed attempt's `error` and release the lease; the message is due again at
+        `next_attempt_at`, or never when None (given up, `last_error` kept)."""
+        ...
+
+    def get_webhook_deliveries(self, request_id: str) -> list[WebhookDelivery]:
+        """The messages of one request (inspection and tests)."""
         ...
 
     # --- API keys and credits ----------------------------------------------------------------

@@ -20,6 +20,7 @@ How each request is kept safe:
 
 from __future__ import annotations
 
+import ssl
 import time
 
 import httpx
@@ -69,8 +70,27 @@ def parse_http_url(url: str, *, field: str) -> httpx.URL:
     return parsed
 
 
-def _pinned_request(client: httpx.Client, url: httpx.URL, ip: str, timeout: float) -> httpx.Request:
-    """A GET for `url` that connects to `ip` but presents the URL's own host name."""
+def pinning_client(headers: dict[str, str], tls: ssl.SSLContext | None = None) -> httpx.Client:
+    """A client for pinned requests: no proxies or `.netrc` from the environment (a proxy would
+    resolve names itself), no redirects followed. Use a fresh one per host: no pooled
+    connection (and its TLS identity) is then reused for another name sharing an address.
+    `tls` reuses a verifying context (building one costs ~15 ms); None builds the default."""
+    if tls is None:
+        return httpx.Client(trust_env=False, follow_redirects=False, headers=headers)
+    return httpx.Client(trust_env=False, follow_redirects=False, headers=headers, verify=tls)
+
+
+def pinned_request(
+    client: httpx.Client,
+    url: httpx.URL,
+    ip: str,
+    timeout: float,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+) -> httpx.Request:
+    """A request for `url` that connects to `ip` but presents the URL's own host name."""
     host = url.raw_host.decode("ascii")
     host_header = url.netloc.decode("ascii").rpartition("@")[2]
     extensions: dict[str, object] = {
@@ -79,19 +99,33 @@ def _pinned_request(client: httpx.Client, url: httpx.URL, ip: str, timeout: floa
     if url.scheme == "https":
         extensions["sni_hostname"] = normalize_host(host)
     return client.build_request(
-        "GET",
+        method,
         url.copy_with(host=ip),
-        headers={"Host": host_header},
+        headers={**(headers or {}), "Host": host_header},
+        content=content,
         extensions=extensions,
     )
 
 
-def _open(client: httpx.Client, url: httpx.URL, ips: list[str], timeout: float) -> httpx.Response:
-    """Send the GET to the first checked address that accepts a connection."""
+def send_pinned(
+    client: httpx.Client,
+    url: httpx.URL,
+    ips: list[str],
+    timeout: float,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+) -> httpx.Response:
+    """Send to the first checked address that accepts a connection (streamed: the caller reads
+    and closes). Moving on after a refused connection is safe for any method: nothing was sent."""
     last_error: httpx.ConnectError | None = None
     for ip in ips:
+        request = pinned_request(
+            client, url, ip, timeout, method=method, headers=headers, content=content
+        )
         try:
-            return client.send(_pinned_request(client, url, ip, timeout), stream=True)
+            return client.send(request, stream=True)
         except httpx.ConnectError as exc:
             last_error = exc
     assert last_error is not None
@@ -175,14 +209,8 @@ def _fetch_one_hop(
     url: httpx.URL, ips: list[str], *, field: str, shown: str, max_bytes: int, deadline: float
 ) -> bytes | httpx.URL:
     """GET `url` from one of its checked `ips`: the body, or the URL a redirect points to."""
-    # A fresh client per hop: no pooled connection (and its TLS identity) is reused for
-    # another host name that happens to share an address.
-    with httpx.Client(
-        trust_env=False,
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-    ) as client:
-        response = _open(client, url, ips, deadline - time.monotonic())
+    with pinning_client({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}) as client:
+        response = send_pinned(client, url, ips, deadline - time.monotonic())
         try:
             status = response.status_code
             if status in REDIRECT_STATUSES:
