@@ -82,3 +82,41 @@ def test_models_pull_without_a_hub_fails_in_one_line(tmp_path: Path):
     last = pulled.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot download stabilityai/sdxl-turbo:")
     assert "Traceback" not in pulled.stderr
+
+
+def test_status_and_cancel_commands_with_json(start_process, tmp_path: Path, astronaut_uri):
+    import json
+
+    server = start_process(env={"OPENREMIX_WORKERS": "0"}, data_dir=tmp_path / "q")
+    submitted = httpx.post(f"{server.base_url}/v2/ideogram-3-remix",
+                           json={"image": astronaut_uri, "prompt": "x"},
+                           headers={"x-api-key": TEST_KEY}).json()
+    request_id = submitted["request_id"]
+    common = ["--url", server.base_url, "--api-key", TEST_KEY]
+    queued = openremix("status", request_id, *common)
+    assert queued.returncode == 0
+    assert queued.stdout.strip() == f"{request_id}: queued (0 ahead)"
+    as_json = openremix("status", request_id, *common, "--json")
+    assert json.loads(as_json.stdout)["status"] == "QUEUED"
+    cancelled = openremix("cancel", request_id, *common)
+    assert cancelled.returncode == 0, cancelled.stderr
+    failed = openremix("status", request_id, *common, "--json")
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["error"] == "cancelled"
+    missing = openremix("status", "00000000-0000-4000-8000-000000000000", *common)
+    assert missing.returncode == 2
+    assert "not found" in missing.stderr
+
+
+def test_remix_json_output(server, tmp_path: Path):
+    import json
+
+    source = tmp_path / "cat.png"
+    photo("chelsea", size=128).save(source)
+    out = tmp_path / "out.png"
+    done = openremix("remix", str(source), "neon", "-o", str(out), "--url", server.base_url,
+                     "--api-key", TEST_KEY, "--speed", "TURBO", "--json")
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["status"] == "COMPLETED" and body["saved_to"] == str(out)
+    assert Image.open(out).format == "PNG"

@@ -298,8 +298,13 @@ def remix(
     style_type: str | None = typer.Option(None, "--style-type"),
     palette: str | None = typer.Option(None, "--palette", help="A preset name, e.g. EMBER."),
     negative: str | None = typer.Option(None, "--negative", help="Negative prompt."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Send one remix to a running server, with a progress bar, and save the image."""
+    """Send one remix to a running server, with a progress bar, and save the image.
+
+    Exit codes: 0 saved, 1 the job failed, 2 bad request, 3 auth, 4 unreachable/timeout/5xx,
+    5 rate limited.
+    """
     from openremix.remix_command import run_remix
 
     params: dict[str, Any] = {
@@ -310,8 +315,34 @@ def remix(
     }
     params = {k: v for k, v in params.items() if v is not None}
     key = api_key or _local_dev_key()
-    code = run_remix(url, key, params, output, console)
+    code = run_remix(url, key, params, output, console, as_json=as_json)
     raise typer.Exit(code)
+
+
+UrlOpt = typer.Option("http://127.0.0.1:8000", "--url", envvar="OPENREMIX_BASE_URL",
+                      help="Server base URL.")
+KeyOpt = typer.Option("", "--api-key", envvar="OPENREMIX_API_KEY", help="API key.")
+JsonOpt = typer.Option(False, "--json", help="Print the status body as JSON.")
+
+
+@app.command()
+def status(request_id: str, url: str = UrlOpt, api_key: str = KeyOpt,
+           as_json: bool = JsonOpt) -> None:
+    """Show a request's status (exit 1 when it FAILED)."""
+    from openremix.remix_command import show_status
+
+    raise typer.Exit(show_status(url, api_key or _local_dev_key(), request_id, console,
+                                 as_json=as_json))
+
+
+@app.command()
+def cancel(request_id: str, url: str = UrlOpt, api_key: str = KeyOpt,
+           as_json: bool = JsonOpt) -> None:
+    """Cancel a queued or running request (its credits are refunded)."""
+    from openremix.remix_command import cancel as cancel_request
+
+    raise typer.Exit(cancel_request(url, api_key or _local_dev_key(), request_id, console,
+                                    as_json=as_json))
 
 
 def _local_dev_key() -> str:
