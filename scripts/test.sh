@@ -10,6 +10,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# System packages the tests drive for real (Chromium for the playground); skipped without root.
+bash scripts/install_system_deps.sh
 
 echo "== ruff"
 .venv/bin/ruff check src tests bench

@@ -14,6 +14,7 @@ from openremix.api.observe import install_request_observer
 from openremix.api.observe import router as metrics_router
 from openremix.api.openapi import READ_ERRORS, SUBMIT_ERRORS, document_model_slugs
 from openremix.api.routes_control import router as control_router
+from openremix.api.routes_playground import router as playground_router
 from openremix.api.routes_remix import router as remix_router
 from openremix.api.routes_requests import router as requests_router
 from openremix.api.state import MODELS, AppState
@@ -79,6 +80,7 @@ def create_app(
     app.include_router(requests_router, responses=READ_ERRORS)
     app.include_router(control_router, responses=READ_ERRORS)
     app.include_router(metrics_router)
+    app.include_router(playground_router)
 
     def openapi() -> dict:
         if app.openapi_schema is None:
