@@ -25,7 +25,27 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         "",
-        description="Job store. Empty: SQLite file `openremix.db` in the data folder.",
+        description="Job store. Empty: SQLite file `openremix.db` in the data folder. "
+        "`postgresql://user:pass@host/db` for many machines (`pip install "
+        "'openremix[postgres]'`).",
+    )
+    auto_migrate: bool = Field(
+        True,
+        description="PostgreSQL: create or upgrade the schema when a process opens the store. "
+        "Off (0): only `openremix db upgrade` does, and processes refuse a schema that is not "
+        "up to date.",
+    )
+    storage_url: str = Field(
+        "",
+        description="Where outputs are stored: a folder, a `file://` URL or `s3://bucket/prefix` "
+        "(S3-compatible; `pip install 'openremix[s3]'`, credentials and region from the standard "
+        "`AWS_*` variables or `~/.aws`). Empty: `outputs` in the data folder. Every API replica "
+        "and worker must name the same storage.",
+    )
+    s3_endpoint_url: str = Field(
+        "",
+        description="Endpoint of an S3-compatible service other than AWS for `s3://` storage "
+        "(MinIO, R2, Ceph, ...), e.g. `http://minio:9000`. Empty: AWS S3.",
     )
     public_url: str = Field(
         "",
@@ -72,6 +92,9 @@ class Settings(BaseSettings):
         "models pull`, or a hub id (machines with internet).",
     )
     device: str = Field("", description="Diffusers engine device: cuda, mps or cpu (empty: auto).")
+    dtype: str = Field(
+        "", description="Diffusers engine dtype: float16, bfloat16 or float32 (empty: auto)."
+    )
     ip_adapter: str = Field(
         "",
         description="Diffusers engine: IP-Adapter weights for `style_reference_images` "

@@ -21,9 +21,11 @@ from openremix.worker import Worker
 
 
 def open_store(settings: Settings) -> JobStore:
+    """The job store `database_url` names: PostgreSQL, an SQLite file, or (empty) the data
+    folder's SQLite file. Exits with one sentence when it cannot be opened."""
     url = settings.database_url
     if url.startswith(("postgresql://", "postgres://")):
-        raise SystemExit("PostgreSQL support is not built yet: unset OPENREMIX_DATABASE_URL")
+        return _open_postgres(settings)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
     elif url:
@@ -36,9 +38,55 @@ def open_store(settings: Settings) -> JobStore:
     )
 
 
+def _open_postgres(settings: Settings) -> JobStore:
+    try:
+        import psycopg
+
+        from openremix.jobs.postgres import PostgresJobStore
+        from openremix.jobs.postgres_schema import SchemaError
+    except ImportError:
+        raise SystemExit(
+            "OPENREMIX_DATABASE_URL is a PostgreSQL URL but psycopg is not installed: "
+            "pip install 'openremix[postgres]'"
+        ) from None
+    try:
+        return PostgresJobStore(
+            settings.database_url,
+            retention_seconds=settings.retention_seconds,
+            max_attempts=settings.max_attempts,
+            auto_migrate=settings.auto_migrate,
+        )
+    except SchemaError as exc:
+        raise SystemExit(str(exc)) from None
+    except psycopg.Error as exc:
+        raise SystemExit(f"PostgreSQL job store: cannot connect: {exc}") from None
+
+
 def open_output_storage(settings: Settings) -> BlobStorage:
-    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    return LocalStorage(settings.outputs_dir)
+    """The storage `storage_url` names (empty: `outputs` in the data folder), checked now.
+
+    A wrong bucket, endpoint or credentials stops the process at start with one sentence,
+    instead of failing every job later.
+    """
+    from openremix.media.storage import open_storage
+
+    location = settings.storage_url or settings.outputs_dir
+    try:
+        storage = open_storage(location, endpoint_url=settings.s3_endpoint_url or None)
+        if isinstance(storage, LocalStorage):
+            storage.root.mkdir(parents=True, exist_ok=True)
+        check = getattr(storage, "check", None)  # S3Storage: can the bucket be reached?
+        if callable(check):
+            check()
+    except (ValueError, ImportError, OSError) as exc:
+        raise SystemExit(f"output storage {str(location)!r}: {exc}") from None
+    return storage
+
+
+def diffusers_options(settings: Settings) -> dict[str, str]:
+    """The diffusion engine's settings (a model pulled into the data folder is used from there)."""
+    return {"model": settings.resolved_model(), "device": settings.device,
+            "dtype": settings.dtype, "ip_adapter": settings.ip_adapter}
 
 
 def build_worker(
@@ -56,7 +104,7 @@ def build_worker(
     )
     return Worker(
         store,
-        load_engine(settings.engine),
+        load_engine(settings.engine, diffusers_options(settings)),
         loader,
         storage,
         lease_seconds=settings.lease_seconds,

@@ -1,7 +1,7 @@
 """`load_engine(name)`: the engine a worker runs, by name or by import path.
 
 - `style`: the offline default (`StyleEngine`).
-- `diffusers`: not installed yet.
+- `diffusers`: `DiffusersEngine` (needs the `diffusers` extra: torch, diffusers, transformers).
 - `module:attr`: a plugin, like Cog's predictor path: `attr` is a class (or factory) in an
   importable module whose instances implement the `Engine` protocol.
 """
@@ -9,19 +9,31 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from openremix.engine.base import Engine, EngineError
 
 
-def load_engine(name: str) -> Engine:
-    """Build (not yet `load()`) the engine called `name`; EngineError says why it cannot."""
+def load_engine(name: str, options: dict[str, Any] | None = None) -> Engine:
+    """Build (not yet `load()`) the engine called `name`; EngineError says why it cannot.
+
+    `options` are keyword arguments for the diffusers engine (model, device, dtype, ip_adapter),
+    taken from the settings; empty values are left out so the engine's defaults apply.
+    """
     name = name.strip()
     if name == "style":
         from openremix.engine.style_engine import StyleEngine
 
         return StyleEngine()
     if name == "diffusers":
-        raise EngineError("the diffusers engine is not installed yet")
+        try:
+            from openremix.engine.diffusers_engine import DiffusersEngine
+        except ImportError as exc:
+            raise EngineError(
+                "the diffusers engine needs `pip install openremix[diffusers]`"
+            ) from exc
+        given = {k: v for k, v in (options or {}).items() if v not in (None, "")}
+        return DiffusersEngine(**given)
     if ":" in name:
         return _plugin(name)
     raise EngineError(
