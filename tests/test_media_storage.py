@@ -1,4 +1,9 @@
-"""Blob storage of outputs: local folder, safe keys, atomic writes."""
+"""Blob storage of outputs: one behavioural suite run against every backend.
+
+`storage` is a `LocalStorage` in a temp folder and an `S3Storage` on a fresh bucket of the S3
+test server (`s3_server.py`: moto's standalone server on loopback; skipped without it). Tests
+about one backend's own mechanics (temp files, `file://` URLs) use that backend alone.
+"""
 
 from __future__ import annotations
 
@@ -16,26 +21,64 @@ from openremix.media.storage import (
     open_storage,
 )
 
+from s3_server import CREDENTIALS, shared_server, unavailable_reason
 
-def test_put_get_delete_round_trip(tmp_path: Path) -> None:
-    store = LocalStorage(tmp_path / "outputs")  # created on first write
+
+@pytest.fixture(params=["local", "s3"])
+def storage(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> BlobStorage:
+    """An empty store of each backend; a local one makes its folder on first write."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "outputs")
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from openremix.media.s3_storage import S3Storage
+
+    server = shared_server()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return S3Storage(server.create_bucket(), "outputs", endpoint_url=server.endpoint_url)
+
+
+def test_put_get_delete_round_trip(storage: BlobStorage) -> None:
     key = new_output_key("jpg")
-    assert store.get(key) is None
-    assert not store.exists(key)
-    assert store.path_for(key) is None
+    assert storage.get(key) is None
+    assert not storage.exists(key)
+    assert storage.path_for(key) is None
+    storage.put(key, b"\xff\xd8image", "image/jpeg")
+    assert storage.get(key) == b"\xff\xd8image"
+    assert storage.exists(key)
+    path = storage.path_for(key)  # a local file to serve, or None: read it with get()
+    assert path is None or path.read_bytes() == b"\xff\xd8image"
+    storage.put(key, b"replaced", "image/jpeg")
+    assert storage.get(key) == b"replaced"
+    storage.delete(key)
+    assert storage.get(key) is None
+    assert not storage.exists(key)
+    storage.delete(key)  # deleting twice is fine
+
+
+def test_keys_do_not_see_each_other(storage: BlobStorage) -> None:
+    first, second = new_output_key("png"), new_output_key("png")
+    storage.put(first, b"first", "image/png")
+    storage.put(second, b"second", "image/png")
+    storage.delete(first)
+    assert storage.get(first) is None
+    assert storage.get(second) == b"second"
+
+
+def test_storage_satisfies_the_protocol(storage: BlobStorage) -> None:
+    assert isinstance(storage, BlobStorage)
+
+
+def test_local_storage_serves_files_from_its_folder(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "outputs")
+    key = new_output_key("jpg")
     store.put(key, b"\xff\xd8image", "image/jpeg")
-    assert store.get(key) == b"\xff\xd8image"
-    assert store.exists(key)
     assert store.path_for(key) == tmp_path / "outputs" / key
-    store.put(key, b"replaced", "image/jpeg")
-    assert store.get(key) == b"replaced"
-    store.delete(key)
-    assert store.get(key) is None
-    store.delete(key)  # deleting twice is fine
-
-
-def test_local_storage_satisfies_the_protocol(tmp_path: Path) -> None:
-    assert isinstance(LocalStorage(tmp_path), BlobStorage)
 
 
 @pytest.mark.parametrize(
@@ -54,14 +97,13 @@ def test_local_storage_satisfies_the_protocol(tmp_path: Path) -> None:
         "x" * 201,
     ],
 )
-def test_unsafe_keys_are_refused(tmp_path: Path, key: str) -> None:
-    store = LocalStorage(tmp_path / "root")
+def test_unsafe_keys_are_refused(storage: BlobStorage, tmp_path: Path, key: str) -> None:
     for call in (
-        lambda: store.put(key, b"x", "image/png"),
-        lambda: store.get(key),
-        lambda: store.delete(key),
-        lambda: store.exists(key),
-        lambda: store.path_for(key),
+        lambda: storage.put(key, b"x", "image/png"),
+        lambda: storage.get(key),
+        lambda: storage.delete(key),
+        lambda: storage.exists(key),
+        lambda: storage.path_for(key),
     ):
         with pytest.raises(ValueError):
             call()
@@ -87,17 +129,16 @@ def test_content_type_follows_the_extension() -> None:
     assert content_type_for_key("abc") == "application/octet-stream"
 
 
-def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
-    store = LocalStorage(tmp_path)
+def test_readers_never_see_a_partial_file(storage: BlobStorage, tmp_path: Path) -> None:
     key = new_output_key("png")
     old, new = b"A" * 2_000_000, b"B" * 2_000_000
-    store.put(key, old, "image/png")
+    storage.put(key, old, "image/png")
     stop = threading.Event()
     seen: set[bytes] = set()
 
     def reader() -> None:
         while not stop.is_set():
-            data = store.get(key)
+            data = storage.get(key)
             assert data is not None
             seen.add(data[:1] + data[-1:] + str(len(data)).encode())
 
@@ -105,12 +146,13 @@ def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
     thread.start()
     try:
         for i in range(20):
-            store.put(key, new if i % 2 == 0 else old, "image/png")
+            storage.put(key, new if i % 2 == 0 else old, "image/png")
     finally:
         stop.set()
         thread.join()
     assert seen <= {b"AA2000000", b"BB2000000"}
-    assert sorted(os.listdir(tmp_path)) == [key]  # no temp files left behind
+    if isinstance(storage, LocalStorage):
+        assert sorted(os.listdir(storage.root)) == [key]  # no temp files left behind
 
 
 def test_failed_write_leaves_nothing_behind(
@@ -135,13 +177,36 @@ def test_open_storage_accepts_folders_and_file_urls(tmp_path: Path) -> None:
     assert isinstance(by_url, LocalStorage) and by_url.root == tmp_path / "b"
 
 
-@pytest.mark.parametrize("location", ["s3://bucket/outputs", "S3://bucket"])
-def test_s3_is_not_supported_yet(location: str) -> None:
-    with pytest.raises(ValueError, match="not supported yet"):
-        open_storage(location)
+@pytest.mark.parametrize(
+    ("location", "bucket", "prefix"),
+    [
+        ("s3://my-bucket/outputs", "my-bucket", "outputs"),
+        ("S3://my-bucket", "my-bucket", ""),
+        ("s3://my-bucket/a/b/", "my-bucket", "a/b"),
+    ],
+)
+def test_open_storage_opens_s3_urls(location: str, bucket: str, prefix: str) -> None:
+    pytest.importorskip("boto3", reason="s3:// storage needs boto3: pip install -e '.[s3]'")
+    from openremix.media.s3_storage import S3Storage
+
+    store = open_storage(location, endpoint_url="http://127.0.0.1:9")
+    assert isinstance(store, S3Storage)
+    assert (store.bucket, store.prefix) == (bucket, prefix)
+    assert store.endpoint_url == "http://127.0.0.1:9"
 
 
-@pytest.mark.parametrize("location", ["", "gs://bucket", "file://otherhost/x"])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "",
+        "gs://bucket",
+        "file://otherhost/x",
+        "s3://",
+        "s3:///prefix",
+        "s3://key:secret@bucket/x",
+        "s3://bucket/x?region=eu-west-1",
+    ],
+)
 def test_other_locations_are_refused(location: str) -> None:
     with pytest.raises(ValueError):
         open_storage(location)

@@ -126,10 +126,11 @@ class LocalStorage:
         return self._path(key).is_file()
 
 
-def open_storage(url_or_path: str | Path) -> BlobStorage:
-    """Open the storage a setting names: a folder path or a `file://` URL.
+def open_storage(url_or_path: str | Path, *, endpoint_url: str | None = None) -> BlobStorage:
+    """Open the storage a setting names: a folder path, a `file://` URL, or `s3://bucket/prefix`.
 
-    `s3://` (S3-compatible storage) is planned but not supported yet: `ValueError`.
+    `s3://` opens an S3-compatible bucket (`S3Storage`, needs `pip install 'openremix[s3]'`);
+    `endpoint_url` names a service other than AWS (MinIO, R2, ...) and is ignored for folders.
     """
     text = str(url_or_path).strip()
     if not text:
@@ -143,5 +144,9 @@ def open_storage(url_or_path: str | Path) -> BlobStorage:
             raise ValueError(f"file:// storage must be local, got host {parsed.netloc!r}")
         return LocalStorage(Path(unquote(parsed.path)))
     if scheme == "s3":
-        raise ValueError("s3:// storage is not supported yet; use a folder path or file:// URL")
-    raise ValueError(f"unsupported storage scheme {scheme!r}; use a folder path or file:// URL")
+        from openremix.media.s3_storage import S3Storage  # boto3 is an optional extra
+
+        return S3Storage.from_url(text, endpoint_url=endpoint_url)
+    raise ValueError(
+        f"unsupported storage scheme {scheme!r}; use a folder path, a file:// or an s3:// URL"
+    )
