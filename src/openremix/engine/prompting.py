@@ -3,8 +3,9 @@
 `magic_prompt`: AUTO enhances short or vague prompts, ON always, OFF never. The user's text is
 kept as the prefix; a few style, light and detail phrases are appended, chosen by the seed from
 lists that fit the `style_type`. The style engine matches styles against the used prompt, so
-the added phrases also steer the look. An LLM rewriter (SmolLM2 via llama-cpp-python, see
-MODELS.md) can replace `TemplatePromptEnhancer` behind the same `PromptEnhancer` protocol.
+the added phrases also steer the look. Where the optional `llm` extra is installed, the engine
+uses `llm_prompting.LlamaPromptEnhancer` (SmolLM2) behind the same `PromptEnhancer` protocol;
+this template is its fallback.
 """
 
 from __future__ import annotations

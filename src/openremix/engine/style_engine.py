@@ -4,8 +4,9 @@ One remix reads top to bottom in `_remix_one`:
 
 1. prepare: content filter, magic prompt, centre-crop and resize the input to `params.size`;
 2. style: the target style vector, from `style_codes`, else `style_reference_images`, else the
-   prompt matched against the style library (seeded); a `color_palette` swatch is blended in,
-   and `image_weight` interpolates it with the input's own style vector;
+   prompt matched against the style library (by words, plus by meaning when the optional MiniLM
+   matcher is installed; seeded); a `color_palette` swatch is blended in, and `image_weight`
+   interpolates it with the input's own style vector;
 3. transfer: the arbitrary-style network at the speed's processing scale (QUALITY adds a
    full-resolution pass for fine texture);
 4. palette: colours moved toward `color_palette` in Lab space;
@@ -17,6 +18,7 @@ One remix reads top to bottom in `_remix_one`:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +28,9 @@ from PIL import Image
 
 from openremix.contract.request import RemixRequest
 from openremix.engine import palette as pal
+from openremix.engine import semantic_matching
 from openremix.engine.base import EngineError, EngineInput, EngineOutput, StepCallback
+from openremix.engine.llm_prompting import LlamaPromptEnhancer, default_enhancer
 from openremix.engine.prompting import (
     DEFAULT_BLOCKLIST,
     PromptEnhancer,
@@ -36,6 +40,8 @@ from openremix.engine.prompting import (
 from openremix.engine.style_library import StyleBlend, StyleLibrary, load_library
 from openremix.engine.style_matching import match_styles, pick_blend
 from openremix.engine.style_networks import StyleNetworks, to_array, to_image
+
+log = logging.getLogger(__name__)
 
 STAGES = 5
 PALETTE_STYLE_WEIGHT = 0.3
@@ -129,17 +135,35 @@ class StyleEngine:
         threads: int | None = None,
         blocklist: Iterable[str] = DEFAULT_BLOCKLIST,
         enhancer: PromptEnhancer | None = None,
+        semantic: bool | None = None,
     ) -> None:
+        """`enhancer` None: SmolLM2 when installed, else the template. `semantic` None: match
+        prompts by meaning too when MiniLM is installed; False: by words only."""
         self.threads = threads
         self.blocklist = tuple(blocklist)
-        self.enhancer = enhancer
+        self.enhancer = enhancer if enhancer is not None else default_enhancer()
         self.nets: StyleNetworks | None = None
         self.library: StyleLibrary = load_library()
+        if semantic is None:
+            semantic = semantic_matching.available()
+        self.semantic = semantic_matching.SemanticStyleMatcher(self.library) if semantic else None
 
     def load(self) -> None:
-        """Open the three ONNX sessions (about half a second)."""
+        """Open the ONNX sessions (about half a second), then warm the optional models."""
         if self.nets is None:
             self.nets = StyleNetworks(threads=self.threads)
+        # optional extras: a broken install falls back (words; the template), never stops us
+        if isinstance(self.enhancer, LlamaPromptEnhancer):
+            try:
+                self.enhancer.load()
+            except Exception as exc:
+                log.warning("magic prompt model unavailable (%s); using the template", exc)
+        if self.semantic is not None:
+            try:
+                self.semantic.load()
+            except Exception as exc:
+                log.warning("semantic style matching unavailable (%s); matching by words", exc)
+                self.semantic = None
 
     def batch_key(self, params: RemixRequest) -> tuple[Any, ...]:
         """Jobs of the same size and speed may share a `remix` call."""
@@ -245,6 +269,9 @@ class StyleEngine:
         else:
             eligible = lib.eligible(params.style_type)
             scores = match_styles(prompt, params.negative_prompt, lib, eligible, params.prompt)
+            if self.semantic is not None:
+                scores = self.semantic.refine(scores, prompt, params.negative_prompt, eligible,
+                                              params.prompt)
             blend = pick_blend(scores, rng)
             plan = StylePlan(blend.vector(lib), blend.describe(lib), [blend.to_code()], "prompt")
         if params.color_palette is not None:
