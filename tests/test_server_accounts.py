@@ -77,3 +77,13 @@ def test_requests_and_outputs_expire_after_retention(start_process, astronaut_ur
     while httpx.get(result["output"]).status_code != 404 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert httpx.get(result["output"]).status_code == 404
+
+
+def test_a_full_queue_answers_503_with_retry_after(start_process, astronaut_uri):
+    server = start_process(env={"OPENREMIX_WORKERS": "0", "OPENREMIX_MAX_QUEUE_DEPTH": "2"})
+    headers = {"x-api-key": TEST_KEY}
+    codes = [httpx.post(f"{server.base_url}/v2/{MODEL}", json=body(astronaut_uri),
+                        headers=headers) for _ in range(3)]
+    assert [c.status_code for c in codes] == [200, 200, 503]
+    assert codes[2].headers["Retry-After"] == "5"
+    assert codes[2].json()["error"].startswith("Server overloaded")

@@ -39,9 +39,15 @@ def test_restart_loses_no_queued_job(start_process, tmp_path, astronaut_uri):
     first = start_process(env={"OPENREMIX_WORKERS": "0"}, data_dir=data_dir)
     ids = [submit(first.base_url, astronaut_uri, seed) for seed in range(4)]
     assert all(status(first.base_url, i)["status"] == "QUEUED" for i in ids)
+    keyed = {"image": astronaut_uri, "prompt": "pop art comic", "seed": 77}
+    before = httpx.post(f"{first.base_url}/v2/{MODEL}", json=keyed,
+                        headers={**HEADERS, "Idempotency-Key": "restart-1"}).json()
     first.stop()
     second = start_process(data_dir=data_dir)
-    states = wait_all(second.base_url, ids)
+    after = httpx.post(f"{second.base_url}/v2/{MODEL}", json=keyed,
+                       headers={**HEADERS, "Idempotency-Key": "restart-1"}).json()
+    assert after["request_id"] == before["request_id"]  # idempotency survives a restart
+    states = wait_all(second.base_url, [*ids, before["request_id"]])
     assert {s["status"] for s in states.values()} == {"COMPLETED"}
 
 

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         600, description="Requests per minute per API key (token bucket); 0 disables."
     )
+    max_queue_depth: int = Field(
+        0, description="Submits answer 503 (Retry-After) while this many jobs wait; 0: no limit."
+    )
     retention_seconds: int = Field(
         3600, description="How long a job's status, result and output stay readable."
     )

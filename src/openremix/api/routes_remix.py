@@ -57,6 +57,20 @@ def _check_inline_images(state: AppState, req: RemixRequest) -> None:
         raise ApiError(400, "style_reference_images: at most 10 MB together")
 
 
+async def _refuse_when_overloaded(state: AppState) -> None:
+    """503 with Retry-After while more jobs wait than `OPENREMIX_MAX_QUEUE_DEPTH`."""
+    limit = state.settings.max_queue_depth
+    if limit <= 0:
+        return
+    depth = await run_in_threadpool(state.store.queue_depth)
+    if depth >= limit:
+        raise ApiError(
+            503,
+            f"Server overloaded: {depth} requests are waiting (limit {limit}); retry later",
+            headers={"Retry-After": "5"},
+        )
+
+
 def _queue_timeout(request: Request) -> float | None:
     """Seconds from `x-queue-timeout`: how long the job may wait for a worker."""
     raw = request.headers.get("x-queue-timeout")
@@ -85,6 +99,7 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
     if slug not in MODELS:
         raise ApiError(404, f"Model {slug} not found")
     state.limiter.check(key.key_id)
+    await _refuse_when_overloaded(state)
     body = await read_submit_body(request, state.settings.max_body_bytes)
     remix_fields, webhook = parse_webhook_fields(
         body, allow_private=state.settings.allow_private_urls
