@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +29,16 @@ CHROMIUM_ARGS = [
 ]
 SHOWCASE = Path("/tmp/playground.png")
 """A copy of the main screenshot, where a person can look at it after the run."""
+
+def wait_for(page: Any, predicate: str, timeout: float = 30.0) -> None:
+    """Poll a JS predicate from Python. (Playwright's own `wait_for_function` polls with an
+    in-page eval, which the page's Content-Security-Policy rightly forbids.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(0.05)
+
 
 RESULT_LOADED = """() => {
     const img = document.getElementById("result-image");
@@ -154,7 +165,7 @@ def test_a_person_remixes_a_photo_and_sees_the_result(
     page.click("#tab-curl")
 
     page.click("#submit")
-    page.wait_for_function(RESULT_LOADED, timeout=30_000)
+    wait_for(page, RESULT_LOADED, timeout=30)
     size = page.evaluate("() => { const i = document.getElementById('result-image');"
                          " return [i.naturalWidth, i.naturalHeight]; }")
     assert size == [1312, 736]
@@ -262,10 +273,10 @@ GIVE_IMAGE = """async ([how, target, name]) => {
 
 def test_images_arrive_by_paste_and_drop_and_the_contracts_exclusions_hold(page) -> None:
     page.evaluate(GIVE_IMAGE, ["paste", None, "pasted.png"])
-    page.wait_for_function("document.getElementById('image-name').textContent === 'pasted.png'")
+    wait_for(page, "() => document.getElementById('image-name').textContent === 'pasted.png'")
     assert page.inner_text("#image-info").startswith("40 × 30")
     page.evaluate(GIVE_IMAGE, ["drop", "#drop-zone", "dropped.png"])
-    page.wait_for_function("document.getElementById('image-name').textContent === 'dropped.png'")
+    wait_for(page, "() => document.getElementById('image-name').textContent === 'dropped.png'")
 
     # Style reference images lock the style codes; removing them unlocks the field.
     page.fill("#style-codes", "A1B2C3D4")
@@ -315,16 +326,18 @@ def test_live_progress_and_cancel(browser, start_process, chelsea_png: Path,
     page, problems = open_playground(browser, slow.base_url)
     fill_basics(page, chelsea_png)
     page.click("#submit")
-    page.wait_for_function(
+    wait_for(
+        page,
         "() => /step \\d+ of \\d+/.test(document.getElementById('progress-text').textContent)",
-        timeout=20_000,
+        timeout=20,
     )
     assert page.is_visible("#cancel")
     screenshot(page, tmp_path / "playground-progress.png")
     page.click("#cancel")
-    page.wait_for_function(
+    wait_for(
+        page,
         "() => document.getElementById('progress-text').textContent.startsWith('Cancelled')",
-        timeout=20_000,
+        timeout=20,
     )
     assert page.is_hidden("#cancel")
     assert page.is_hidden("#error")
