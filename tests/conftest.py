@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pg_server import PostgresCluster, unavailable_reason
 from servers import OTHER_KEY, TEST_KEY, OpenRemixProcess
 
 
@@ -75,3 +76,30 @@ def start_process(tmp_path: Path) -> Iterator:
     for proc in started:
         if proc.proc.poll() is None:
             proc.stop()
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL server for the whole session (see `pg_server`); skips the tests
+    that use it, saying why, only when the server is not installed."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = PostgresCluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """The session cluster's maintenance database (for creating others, not for stores)."""
+    return postgres_cluster.url()
+
+
+@pytest.fixture
+def postgres_db(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """The URL of a new, empty database on the session cluster, dropped after the test."""
+    url = postgres_cluster.create_database()
+    yield url
+    postgres_cluster.drop_database(url)

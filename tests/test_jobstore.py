@@ -1,8 +1,9 @@
 """The `JobStore` contract: one suite that every store backend passes.
 
-Every test takes the `store` fixture, parametrised over the backends; a new backend (PostgreSQL)
-joins by adding its name to `STORE_BACKENDS` and a factory to `_make_store`. Time is a
-`FakeClock` the tests move by hand. Backend-specific tests are at the end.
+Every test takes the `store` fixture, parametrised over the backends (SQLite, and PostgreSQL on
+the session's throwaway server, a new database per test); a new backend joins by adding its name
+to `STORE_BACKENDS` and a factory to `_make_store`. Time is a `FakeClock` the tests move by hand.
+Backend-specific tests are at the end (PostgreSQL's own in test_postgres_store.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from openremix.jobs.webhook_payload import WEBHOOK_KEY, encode_payload, terminal
 RETENTION = 3600.0
 MAX_ATTEMPTS = 3
 LEASE = 30.0
-STORE_BACKENDS = ["sqlite"]
+STORE_BACKENDS = ["sqlite", "postgres"]
 
 
 class FakeClock:
@@ -49,10 +50,23 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _make_store(backend: str, tmp_path: Path, clock: FakeClock) -> JobStore:
+def _make_store(backend: str, request: pytest.FixtureRequest, clock: FakeClock) -> JobStore:
+    """A new, empty store of `backend` (fixtures are only asked for by the backend needing them,
+    so the SQLite half of the suite runs where PostgreSQL is not installed)."""
     if backend == "sqlite":
+        tmp_path: Path = request.getfixturevalue("tmp_path")
         return SQLiteJobStore(
             tmp_path / "jobs.sqlite3",
+            clock=clock,
+            retention_seconds=RETENTION,
+            max_attempts=MAX_ATTEMPTS,
+        )
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres_db")  # skips, saying why, without a server
+        from openremix.jobs.postgres import PostgresJobStore
+
+        return PostgresJobStore(
+            url,
             clock=clock,
             retention_seconds=RETENTION,
             max_attempts=MAX_ATTEMPTS,
@@ -61,8 +75,8 @@ def _make_store(backend: str, tmp_path: Path, clock: FakeClock) -> JobStore:
 
 
 @pytest.fixture(params=STORE_BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[JobStore]:
-    made = _make_store(request.param, tmp_path, clock)
+def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[JobStore]:
+    made = _make_store(request.param, request, clock)
     yield made
     made.close()
 

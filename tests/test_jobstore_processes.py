@@ -1,7 +1,9 @@
-"""`SQLiteJobStore` shared by separate processes, as the API and its workers share it.
+"""Job stores shared by separate processes, as the API and its workers share them.
 
 Children are started with `spawn` (each opens its own store, as a real worker does) and use the
-real clock; every wait is bounded so a broken store fails the test instead of hanging it.
+real clock; every wait is bounded so a broken store fails the test instead of hanging it. The
+claim tests run against SQLite and PostgreSQL (a store is named by its target: a file path or a
+postgresql:// URL); the killed-inside-a-write test is about SQLite's file lock.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 
 from openremix.jobs.model import JobState, NewJob
 from openremix.jobs.sqlite import SQLiteJobStore
+from openremix.jobs.store import JobStore
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,15 +35,24 @@ WAIT = 20.0
 """Longest wait for any child, in seconds."""
 
 
+def open_store(target: str) -> JobStore:
+    """The store at `target`: a postgresql:// URL, else an SQLite file path."""
+    if target.startswith("postgresql://"):
+        from openremix.jobs.postgres import PostgresJobStore
+
+        return PostgresJobStore(target, pool_size=2)
+    return SQLiteJobStore(target)
+
+
 # --- what the child processes run (module level, so that spawn can import it) -------------------
 def claim_until_empty(
-    path: str,
+    target: str,
     worker_id: str,
     start: multiprocessing.synchronize.Event,
     out: multiprocessing.queues.Queue[Any],
 ) -> None:
     """Claim and complete jobs until none is left; report (worker_id, claimed, refused)."""
-    store = SQLiteJobStore(path)
+    store = open_store(target)
     start.wait(WAIT)
     claimed: list[str] = []
     refused: list[str] = []
@@ -53,10 +65,10 @@ def claim_until_empty(
 
 
 def claim_then_hang(
-    path: str, worker_id: str, lease_seconds: float, out: multiprocessing.queues.Queue[Any]
+    target: str, worker_id: str, lease_seconds: float, out: multiprocessing.queues.Queue[Any]
 ) -> None:
     """Claim one job, say which, then wait to be killed."""
-    store = SQLiteJobStore(path)
+    store = open_store(target)
     job = store.claim_next(worker_id, lease_seconds)
     out.put(None if job is None else job.request_id)
     time.sleep(60)
@@ -72,8 +84,17 @@ def hold_write_lock_then_hang(path: str, out: multiprocessing.queues.Queue[Any])
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def filled_store(path: Path, jobs: int) -> tuple[SQLiteJobStore, list[str]]:
-    store = SQLiteJobStore(path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest) -> str:
+    """Where the store lives: a new SQLite file, or a new database on the test cluster."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_db"))
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    return str(tmp_path / "jobs.sqlite3")
+
+
+def filled_store(target: str | Path, jobs: int) -> tuple[JobStore, list[str]]:
+    store = open_store(str(target))
     key, _ = store.create_api_key("load", credits=float(jobs))
     ids = []
     for _ in range(jobs):
@@ -89,11 +110,11 @@ def kill(process: multiprocessing.process.BaseProcess) -> None:
     assert process.exitcode == -signal.SIGKILL
 
 
-def run_claimers(path: Path, workers: int) -> dict[str, tuple[list[str], list[str]]]:
+def run_claimers(target: str, workers: int) -> dict[str, tuple[list[str], list[str]]]:
     """Run `workers` claim_until_empty processes at once; their reports by worker id."""
     start, out = SPAWN.Event(), SPAWN.Queue()
     processes = [
-        SPAWN.Process(target=claim_until_empty, args=(str(path), f"proc-{i}", start, out))
+        SPAWN.Process(target=claim_until_empty, args=(target, f"proc-{i}", start, out))
         for i in range(workers)
     ]
     for process in processes:
@@ -111,10 +132,9 @@ def run_claimers(path: Path, workers: int) -> dict[str, tuple[list[str], list[st
 
 
 # --- tests ---------------------------------------------------------------------------------------
-def test_four_processes_complete_every_job_exactly_once(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    store, ids = filled_store(path, 400)
-    reports = run_claimers(path, workers=4)
+def test_four_processes_complete_every_job_exactly_once(target: str) -> None:
+    store, ids = filled_store(target, 400)
+    reports = run_claimers(target, workers=4)
 
     claims = [(worker, rid) for worker, (claimed, _) in reports.items() for rid in claimed]
     claimed_ids = [rid for _, rid in claims]
@@ -129,11 +149,10 @@ def test_four_processes_complete_every_job_exactly_once(tmp_path: Path) -> None:
     store.close()
 
 
-def test_job_of_a_killed_worker_is_finished_once_by_another(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    store, [request_id] = filled_store(path, 1)
+def test_job_of_a_killed_worker_is_finished_once_by_another(target: str) -> None:
+    store, [request_id] = filled_store(target, 1)
     out: multiprocessing.queues.Queue[Any] = SPAWN.Queue()
-    doomed = SPAWN.Process(target=claim_then_hang, args=(str(path), "doomed", 0.5, out))
+    doomed = SPAWN.Process(target=claim_then_hang, args=(target, "doomed", 0.5, out))
     doomed.start()
     assert out.get(timeout=WAIT) == request_id
     kill(doomed)
@@ -144,7 +163,7 @@ def test_job_of_a_killed_worker_is_finished_once_by_another(tmp_path: Path) -> N
     time.sleep(max(0.0, job.lease_expires_at - time.time()) + 0.05)
     assert store.requeue_expired_leases() == 1
 
-    reports = run_claimers(path, workers=1)
+    reports = run_claimers(target, workers=1)
     assert reports == {"proc-0": ([request_id], [])}
     job = store.get(request_id)
     assert job is not None and job.state is JobState.COMPLETED

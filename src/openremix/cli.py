@@ -21,6 +21,8 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 models_app = typer.Typer(help="Manage diffusion models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+db_app = typer.Typer(help="The job store's schema (versioned migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 console = Console(stderr=True, soft_wrap=True)
 
 DEV_KEY_FILE = "dev-api-key"
@@ -236,6 +238,76 @@ def keys_revoke(key_id: str, data_dir: Path | None = DataOpt) -> None:
         console.print(f"error: no key {key_id}")
         raise typer.Exit(2)
     console.print(f"revoked {key_id}")
+
+
+def _postgres_url(settings: Settings) -> str | None:
+    url = settings.database_url
+    return url if url.startswith(("postgresql://", "postgres://")) else None
+
+
+def _db_call(call: Any, url: str) -> Any:
+    """Run a `postgres_schema` command; one line and exit 2 when it cannot."""
+    try:
+        import psycopg
+
+        from openremix.jobs.postgres_schema import SchemaError
+    except ImportError:
+        console.print("error: PostgreSQL needs psycopg: pip install 'openremix[postgres]'")
+        raise typer.Exit(2) from None
+    try:
+        return call(url)
+    except (SchemaError, psycopg.Error) as exc:
+        console.print(f"error: {str(exc).strip()}")
+        raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: Path | None = DataOpt) -> None:
+    """Create the job store's tables or apply its pending migrations, then exit.
+
+    Safe to run on every deploy and from several machines at once (an advisory lock makes one
+    of them apply each step). Exit codes: 0 done or nothing to do, 2 error.
+    """
+    settings = _settings(data_dir=data_dir)
+    url = _postgres_url(settings)
+    if url is None:
+        from openremix.jobs.sqlite_schema import SCHEMA_VERSION
+        from openremix.runtime import open_store
+
+        open_store(settings).close()  # the SQLite store upgrades itself when opened
+        print(f"SQLite job store: schema version {SCHEMA_VERSION} (up to date)")
+        return
+    from openremix.jobs.postgres_schema import upgrade_database
+
+    before, after = _db_call(upgrade_database, url)
+    if before == after:
+        print(f"schema version {after}: already up to date, nothing to do")
+    else:
+        print(f"schema upgraded from version {before} to {after}")
+
+
+@db_app.command("status")
+def db_status(data_dir: Path | None = DataOpt) -> None:
+    """Print the job store's schema version and pending migrations.
+
+    Exit codes: 0 up to date, 1 migrations pending (or the database is newer than this
+    openremix), 2 error.
+    """
+    settings = _settings(data_dir=data_dir)
+    url = _postgres_url(settings)
+    if url is None:
+        from openremix.jobs.sqlite_schema import SCHEMA_VERSION
+        from openremix.runtime import open_store
+
+        open_store(settings).close()  # refuses a newer file; upgrades an older one
+        print(f"SQLite job store: schema version {SCHEMA_VERSION} (upgraded whenever opened)")
+        return
+    from openremix.jobs.postgres_schema import database_status
+
+    status = _db_call(database_status, url)
+    print(status.describe())
+    if status.version != status.known:
+        raise typer.Exit(1)
 
 
 @models_app.command("pull")

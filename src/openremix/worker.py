@@ -160,10 +160,20 @@ class Worker:
         self.ready.set()
         log.info("worker %s ready (engine %s)", self.worker_id, self.engine.name)
         idle = 0.02
+        wait_for_work = getattr(self.store, "wait_for_work", None)  # see jobs.store.WaitsForWork
         while not self._stopping.is_set():
             self.sweeper.maybe_sweep()
             if self.run_once():
                 idle = 0.02
+                continue
+            if wait_for_work is not None:
+                # The store says when work arrives (PostgreSQL LISTEN/NOTIFY): claim then, not on
+                # a timer. The timeout bounds how late stop() and sweeps are noticed; a claim
+                # every 5 s anyway covers a notification lost with a silently dropped connection.
+                reclaim_at = time.monotonic() + 5.0
+                while not (wait_for_work(self.idle_poll_max) or self._stopping.is_set()
+                           or time.monotonic() > reclaim_at):
+                    self.sweeper.maybe_sweep()
                 continue
             self.wake.wait(idle)
             self.wake.clear()

@@ -153,3 +153,19 @@ class JobStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class WaitsForWork(Protocol):
+    """An optional part of `JobStore`: stores that can push "work arrived" implement it.
+
+    `PostgresJobStore` does (LISTEN/NOTIFY); `SQLiteJobStore` does not (the processes of one
+    machine share no channel; its workers poll with backoff, and `openremix serve` wakes its
+    in-process workers directly). Callers test for it: `getattr(store, "wait_for_work", None)`.
+    """
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block until a job may have become claimable (enqueued or re-queued anywhere) or
+        `timeout` seconds pass; True when woken. A wake-up is a hint, not a reservation: the
+        caller then claims as usual and may find nothing (another worker was faster). A
+        notification that arrived since this thread's previous call returns at once."""
+        ...
