@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from openremix.client import (
     Client,
     InferenceFailed,
     InferenceTimeout,
+    Job,
     OpenRemixError,
     RateLimited,
     ServerError,
@@ -98,14 +100,22 @@ def run_remix(base_url: str, api_key: str, params: dict[str, Any], output: Path,
     return EXIT_OK
 
 
-def show_status(base_url: str, api_key: str, request_id: str, console: Console, *,
-                as_json: bool = False) -> int:
+def _job_call(base_url: str, api_key: str, request_id: str, console: Console,
+              action: Callable[[Job], Status]) -> Status | int:
+    """Run one call on a request's `Job`; an exit code instead when it fails."""
     try:
         with Client(api_key=api_key or None, base_url=base_url) as client:
-            status = client.job(request_id).status()
+            return action(client.job(request_id))
     except OpenRemixError as error:
         console.print(f"error: {_describe(error, base_url)}")
         return exit_code_for(error)
+
+
+def show_status(base_url: str, api_key: str, request_id: str, console: Console, *,
+                as_json: bool = False) -> int:
+    status = _job_call(base_url, api_key, request_id, console, lambda job: job.status())
+    if isinstance(status, int):
+        return status
     if as_json:
         _emit_json(status.raw)
     else:
@@ -116,12 +126,9 @@ def show_status(base_url: str, api_key: str, request_id: str, console: Console, 
 
 def cancel(base_url: str, api_key: str, request_id: str, console: Console, *,
            as_json: bool = False) -> int:
-    try:
-        with Client(api_key=api_key or None, base_url=base_url) as client:
-            status = client.job(request_id).cancel()
-    except OpenRemixError as error:
-        console.print(f"error: {_describe(error, base_url)}")
-        return exit_code_for(error)
+    status = _job_call(base_url, api_key, request_id, console, lambda job: job.cancel())
+    if isinstance(status, int):
+        return status
     if as_json:
         _emit_json(status.raw)
     else:

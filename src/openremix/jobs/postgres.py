@@ -24,13 +24,14 @@ upgraded on open unless `auto_migrate=False` (`openremix db upgrade` then does i
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 import psycopg
 from psycopg import errors
 
 from openremix.jobs import postgres_outbox as outbox
+from openremix.jobs.accounts import hash_secret, new_key_id, new_secret
+from openremix.jobs.accounts import money as _money
 from openremix.jobs.model import (
     ApiKey,
     Clock,
@@ -42,7 +43,6 @@ from openremix.jobs.model import (
 )
 from openremix.jobs.postgres_conn import Database, Listener
 from openremix.jobs.postgres_schema import INSERT_API_KEY, prepare
-from openremix.jobs.sqlite import hash_secret
 from openremix.jobs.sqlite_schema import (
     API_KEY_COLUMNS,
     JOB_COLUMNS,
@@ -53,8 +53,6 @@ from openremix.jobs.sqlite_schema import (
 from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, UnknownApiKey
 from openremix.jobs.webhook_payload import WEBHOOK_KEY, WebhookDelivery
 
-_MONEY_DIGITS = 9
-"""Balances are rounded to this many decimals, as in the SQLite store (SQL: `openremix_money`)."""
 SWEEP_LOCK = 0x6F72737765657021  # advisory lock id: one sweeper at a time per database
 
 _QUEUED = JobState.QUEUED.value
@@ -85,9 +83,6 @@ _QUEUE_POSITION = (
     " FROM jobs AS t WHERE t.request_id = %(id)s AND t.state = %(q)s AND t.expires_at > %(now)s"
 )
 
-
-def _money(amount: float) -> float:
-    return round(amount, _MONEY_DIGITS)
 
 
 class PostgresJobStore:
@@ -443,11 +438,11 @@ class PostgresJobStore:
         Creating a `secret` that already exists returns the existing record unchanged.
         """
         if secret is None:
-            secret = "or_" + secrets.token_urlsafe(32)
+            secret = new_secret()
         elif not secret:
             raise ValueError("an API key secret must not be empty")
         key = ApiKey(
-            key_id="key_" + secrets.token_hex(6),
+            key_id=new_key_id(),
             key_hash=hash_secret(secret),
             name=name,
             credits=_money(credits),

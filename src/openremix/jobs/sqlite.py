@@ -11,10 +11,8 @@ written by the same transaction that finishes it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from openremix.jobs import sqlite_outbox as outbox
+from openremix.jobs.accounts import MONEY_DIGITS, hash_secret, new_key_id, new_secret
+from openremix.jobs.accounts import money as _money
 from openremix.jobs.model import (
     ApiKey,
     Clock,
@@ -49,20 +49,8 @@ from openremix.jobs.webhook_payload import WebhookDelivery
 
 T = TypeVar("T")
 
-_MONEY_DIGITS = 9
-"""Credit balances are rounded to this many decimals so float noise never shows as debt."""
-
 _QUEUED = JobState.QUEUED.value
 _PROCESSING = JobState.PROCESSING.value
-
-
-def hash_secret(secret: str) -> str:
-    """The stored form of an API key secret: its SHA-256, hex."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def _money(amount: float) -> float:
-    return round(amount, _MONEY_DIGITS)
 
 
 class SQLiteJobStore:
@@ -141,8 +129,8 @@ class SQLiteJobStore:
         if extra.get("refunded"):
             return
         conn.execute(
-            f"UPDATE api_keys SET free_credits = round(free_credits + ?, {_MONEY_DIGITS}),"
-            f" credits = round(credits + ?, {_MONEY_DIGITS}) WHERE key_id = ?",
+            f"UPDATE api_keys SET free_credits = round(free_credits + ?, {MONEY_DIGITS}),"
+            f" credits = round(credits + ?, {MONEY_DIGITS}) WHERE key_id = ?",
             (extra.get("debit_free", 0.0), extra.get("debit_paid", 0.0), api_key_id),
         )
         extra["refunded"] = True
@@ -427,7 +415,7 @@ class SQLiteJobStore:
         Creating a `secret` that already exists returns the existing record unchanged.
         """
         if secret is None:
-            secret = "or_" + secrets.token_urlsafe(32)
+            secret = new_secret()
         elif not secret:
             raise ValueError("an API key secret must not be empty")
         key_hash = hash_secret(secret)
@@ -439,7 +427,7 @@ class SQLiteJobStore:
             if row is not None:
                 return row_to_api_key(row)
             key = ApiKey(
-                key_id="key_" + secrets.token_hex(6),
+                key_id=new_key_id(),
                 key_hash=key_hash,
                 name=name,
                 credits=_money(credits),
@@ -482,7 +470,7 @@ class SQLiteJobStore:
 
         def body(conn: sqlite3.Connection) -> ApiKey:
             rows = conn.execute(
-                f"UPDATE api_keys SET credits = round(credits + ?, {_MONEY_DIGITS})"
+                f"UPDATE api_keys SET credits = round(credits + ?, {MONEY_DIGITS})"
                 f" WHERE key_id = ? RETURNING {API_KEY_COLUMNS}",
                 (amount, key_id),
             ).fetchall()
