@@ -89,6 +89,15 @@ def diffusers_options(settings: Settings) -> dict[str, str]:
             "dtype": settings.dtype, "ip_adapter": settings.ip_adapter}
 
 
+def image_loader(settings: Settings) -> ImageLoader:
+    """How the API (submit-time checks) and the workers (fetch, decode) read image strings."""
+    return ImageLoader(
+        max_bytes=settings.max_image_bytes,
+        allow_private=settings.allow_private_urls,
+        fetch_timeout=settings.fetch_timeout_seconds,
+    )
+
+
 def build_worker(
     settings: Settings,
     store: JobStore,
@@ -96,16 +105,10 @@ def build_worker(
     *,
     wake: threading.Event | None = None,
 ) -> Worker:
-    loader = ImageLoader(
-        max_bytes=settings.max_image_bytes,
-        max_side=4096,
-        allow_private=settings.allow_private_urls,
-        fetch_timeout=settings.fetch_timeout_seconds,
-    )
     return Worker(
         store,
         load_engine(settings.engine, diffusers_options(settings)),
-        loader,
+        image_loader(settings),
         storage,
         lease_seconds=settings.lease_seconds,
         wake=wake,

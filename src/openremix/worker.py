@@ -17,11 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
-
 from openremix import observability as metrics
 from openremix.contract.errors import InputImageError
-from openremix.contract.params import MAX_STYLE_REFERENCE_BYTES
 from openremix.contract.request import RemixRequest
 from openremix.engine.base import Engine, EngineError, EngineInput, EngineOutput, JobCancelled
 from openremix.jobs.model import Job
@@ -234,7 +231,7 @@ class Worker:
             params, warnings = split_job_params(job.params)
             item = _Running(job, params, warnings)
             image = self.loader.load(params.image, "image")
-            style_images = self._load_style_references(params.style_reference_images)
+            style_images = self.loader.load_references(params.style_reference_images)
             item.engine_input = EngineInput(job.request_id, params, image, style_images)
             return item
         except InputImageError as exc:
@@ -295,19 +292,6 @@ class Worker:
             self.store.fail(item.job.request_id, self.worker_id, error)
             metrics.jobs_finished.labels("failed").inc()
             log.info("job failed: %s", error, extra={"request_id": item.job.request_id})
-
-    def _load_style_references(self, values: list[str]) -> list[Image.Image]:
-        """Fetch/decode the references, enforcing their 10 MB total (CONTRACT.md §3)."""
-        blobs = [
-            self.loader.read_bytes(ref, f"style_reference_images[{i}]")
-            for i, ref in enumerate(values)
-        ]
-        if sum(len(b) for b in blobs) > MAX_STYLE_REFERENCE_BYTES:
-            raise InputImageError("style_reference_images", "at most 10 MB together")
-        return [
-            self.loader.decode(blob, f"style_reference_images[{i}]")
-            for i, blob in enumerate(blobs)
-        ]
 
     def _finish(self, item: _Running, output: EngineOutput, inference_time: float) -> None:
         job, params = item.job, item.params

@@ -20,8 +20,8 @@ from openremix.api.routes_requests import router as requests_router
 from openremix.api.state import MODELS, AppState
 from openremix.config import Settings
 from openremix.jobs.store import JobStore
-from openremix.media.images import ImageLoader
 from openremix.media.storage import BlobStorage
+from openremix.runtime import image_loader
 
 
 def ensure_configured_keys(store: JobStore, settings: Settings) -> None:
@@ -49,12 +49,7 @@ def create_app(
         settings=settings,
         store=store,
         storage=storage,
-        loader=ImageLoader(
-            max_bytes=settings.max_image_bytes,
-            max_side=4096,
-            allow_private=settings.allow_private_urls,
-            fetch_timeout=settings.fetch_timeout_seconds,
-        ),
+        loader=image_loader(settings),
         limiter=RateLimiter(settings.rate_limit_per_minute),
     )
     if on_enqueue is not None:

@@ -24,7 +24,7 @@ from openremix.api.bodies import failed_body, submit_body
 from openremix.api.errors import ApiError
 from openremix.api.payload import read_submit_body
 from openremix.api.state import MODELS, AppState, app_state
-from openremix.contract.params import MAX_STYLE_REFERENCE_BYTES, SEED_MAX
+from openremix.contract.params import SEED_MAX
 from openremix.contract.request import RemixRequest, parse_remix_request
 from openremix.jobs.model import ApiKey, Job, JobState, NewJob
 from openremix.jobs.webhook_payload import WEBHOOK_KEY
@@ -48,13 +48,7 @@ _REMIX_BODY_DOC = {
 def _check_inline_images(state: AppState, req: RemixRequest) -> None:
     """Reject bad inline images at submit (400) instead of failing the job later."""
     state.loader.check_inline(req.image, "image")
-    total = 0
-    for i, ref in enumerate(req.style_reference_images):
-        state.loader.check_inline(ref, f"style_reference_images[{i}]")
-        if not ref.startswith(("http://", "https://")):
-            total += len(ref) * 3 // 4
-    if total > MAX_STYLE_REFERENCE_BYTES:
-        raise ApiError(400, "style_reference_images: at most 10 MB together")
+    state.loader.check_inline_references(req.style_reference_images)
 
 
 async def _refuse_when_overloaded(state: AppState) -> None:

@@ -18,14 +18,15 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from openremix.contract import params
 from openremix.contract.errors import InputImageError
 from openremix.media.addresses import Resolver, precheck_host
 from openremix.media.fetch import fetch_url, format_size, parse_http_url
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_SIDE = 4096
+DEFAULT_MAX_BYTES = params.MAX_IMAGE_BYTES
+DEFAULT_MAX_SIDE = params.MAX_IMAGE_SIDE
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 # Pillow reports a multi-picture JPEG (most phone cameras) as "MPO"; its first frame is a JPEG.
 _FORMATS_AFTER_OPEN = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
@@ -220,6 +221,12 @@ def encode_image(img: Image.Image, fmt: str = "jpeg", quality: int = 92) -> tupl
     return buffer.getvalue(), content_type
 
 
+def check_references_total(sizes: list[int]) -> None:
+    """CONTRACT.md §3: `style_reference_images` are at most 10 MB together."""
+    if sum(sizes) > params.MAX_STYLE_REFERENCE_BYTES:
+        raise InputImageError("style_reference_images", "at most 10 MB together")
+
+
 class ImageLoader:
     """Loads `image` strings under one set of limits; the API checks, the worker loads."""
 
@@ -267,11 +274,12 @@ class ImageLoader:
             data, field=field, max_bytes=self.max_bytes, max_side=self.max_side
         )
 
-    def check_inline(self, value: str, field: str) -> None:
+    def check_inline(self, value: str, field: str) -> int:
         """Fast submit-time check: inline images are decoded fully; URLs only checked by syntax.
 
         For a URL: the scheme, a host, and that the host is neither a blocked name nor a
-        refused IP literal. No DNS lookup and no download happen here.
+        refused IP literal. No DNS lookup and no download happen here. Returns the inline
+        image's size in bytes (0 for a URL, whose size is known only once fetched).
         """
         kind, payload = parse_image_string(value, field=field)
         if kind == "url":
@@ -280,6 +288,23 @@ class ImageLoader:
             precheck_host(
                 url.raw_host.decode("ascii"), allow_private=self.allow_private, field=field
             )
-            return
+            return 0
         assert isinstance(payload, bytes)
         self.decode(payload, field).close()
+        return len(payload)
+
+    def check_inline_references(self, values: list[str]) -> None:
+        """`check_inline` for `style_reference_images`, plus their 10 MB total (inline ones)."""
+        sizes = [self.check_inline(v, f"style_reference_images[{i}]") for i, v in enumerate(values)]
+        check_references_total(sizes)
+
+    def load_references(self, values: list[str]) -> list[Image.Image]:
+        """Fetch and decode `style_reference_images`, enforcing their 10 MB total."""
+        blobs = [
+            self.read_bytes(value, f"style_reference_images[{i}]")
+            for i, value in enumerate(values)
+        ]
+        check_references_total([len(blob) for blob in blobs])
+        return [
+            self.decode(blob, f"style_reference_images[{i}]") for i, blob in enumerate(blobs)
+        ]
