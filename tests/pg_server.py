@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from servers import free_port
 
 INSTALL_HINT = "PostgreSQL server not installed: run scripts/install_postgres.sh"
 PSYCOPG_HINT = "psycopg not installed: pip install -e '.[postgres]'"
@@ -60,12 +61,6 @@ def _postgres_user_exists() -> bool:
     except KeyError:
         return False
     return shutil.which("runuser") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PostgresCluster:

@@ -7,7 +7,6 @@ import base64
 import http.server
 import io
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import data_uri, photo
-from servers import TEST_KEY, OpenRemixProcess
+from servers import TEST_KEY, OpenRemixProcess, http_server
 
 MODEL = "ideogram-3-remix"
 HEADERS = {"x-api-key": TEST_KEY}
@@ -182,11 +181,8 @@ class _ImageHost(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def image_host() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ImageHost)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with http_server(_ImageHost) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,11 @@ import contextlib
 import hashlib
 import hmac
 import json
-import socket
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ from openremix.webhooks import (
     webhook_addresses,
 )
 
-from servers import TEST_KEY, OpenRemixProcess
+from servers import TEST_KEY, OpenRemixProcess, forbid_non_loopback, http_server
 
 MODEL = "ideogram-3-remix"
 HEADERS = {"x-api-key": TEST_KEY}
@@ -96,27 +94,14 @@ class Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with http_server(Receiver) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail loudly if anything in this process connects anywhere but loopback."""
-    real_connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: object) -> None:
-        host = address[0] if isinstance(address, tuple) else address
-        if host not in ("127.0.0.1", "::1"):
-            raise AssertionError(f"test tried to connect to {address!r}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
+    forbid_non_loopback(monkeypatch)
 
 
 def wait_for(predicate: Any, timeout: float = 15.0) -> Any:
