@@ -113,6 +113,17 @@ def _string_list(value: Any, max_items: int, noun: str) -> list[Any]:
     return value
 
 
+def _object_with_keys(data: Any, keys: tuple[str, ...], shape: str) -> Any:
+    """A palette object's common checks: a JSON object, absent values dropped, no other keys."""
+    if isinstance(data, BaseModel):
+        return data
+    if not isinstance(data, dict):
+        raise _fail(f"must be an object{shape} (got {_got(data)})")
+    data = _drop_absent(data)
+    _reject_unknown_keys(data, keys)
+    return data
+
+
 class PaletteMember(BaseModel):
     """One colour of a custom palette: "#rrggbb" (stored lowercase) and a weight 0.05..1.0."""
 
@@ -123,16 +134,10 @@ class PaletteMember(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _check_shape(cls, data: Any) -> Any:
-        if isinstance(data, BaseModel):
-            return data
-        if not isinstance(data, dict):
-            raise _fail(
-                'must be an object like {"color_hex": "#rrggbb", "color_weight": 0.5} '
-                f"(got {_got(data)})"
-            )
-        data = _drop_absent(data)
-        _reject_unknown_keys(data, ("color_hex", "color_weight"))
-        return data
+        return _object_with_keys(
+            data, ("color_hex", "color_weight"),
+            ' like {"color_hex": "#rrggbb", "color_weight": 0.5}',
+        )
 
     @field_validator("color_hex", mode="before")
     @classmethod
@@ -162,14 +167,11 @@ class ColorPalette(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _check_shape(cls, data: Any) -> Any:
+        data = _object_with_keys(
+            data, ("name", "members"), ': {"name": PRESET} or {"members": [...]}'
+        )
         if isinstance(data, BaseModel):
             return data
-        if not isinstance(data, dict):
-            raise _fail(
-                f'must be an object: {{"name": PRESET}} or {{"members": [...]}} (got {_got(data)})'
-            )
-        data = _drop_absent(data)
-        _reject_unknown_keys(data, ("name", "members"))
         if "name" in data and "members" in data:
             raise _fail("give either name or members, not both")
         if "name" not in data and "members" not in data:
