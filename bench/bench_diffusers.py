@@ -1,6 +1,6 @@
 """Time DiffusersEngine against plain diffusers pipeline calls on tiny random-weight models.
 
-    python bench/bench_diffusers.py [--threads 1] [--repeats 5] [--device cpu]
+    python -m bench.bench_diffusers [--threads 1] [--repeats 5] [--device cpu]
 
 Builds tiny SD and SDXL img2img pipelines in a temporary folder, then prints one table:
 warm median seconds per image for a plain `pipe(...)` call and for the engine (same model,
@@ -27,8 +27,8 @@ from skimage import data
 
 from openremix.contract.request import RemixRequest
 from openremix.engine.base import EngineInput
-from openremix.engine.diffusers_engine import DiffusersEngine
-from openremix.engine.tiny_pipelines import build_tiny_pipeline
+from openremix.engine.diffusion.engine import DiffusersEngine
+from tests.support.tiny_pipelines import build_tiny_pipeline
 
 BATCH = 4
 SIDE = 64

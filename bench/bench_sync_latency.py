@@ -3,7 +3,7 @@
 Baseline (same run): the StyleEngine's own `remix` call in this process on the same input, so
 the ratio is what the service around the engine (HTTP, queue, decode, encode, storage) costs.
 
-    .venv/bin/python bench/bench_sync_latency.py [--runs 5]
+    .venv/bin/python -m bench.bench_sync_latency [--runs 5]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from skimage import data
 
 from openremix.contract.request import parse_remix_request
 from openremix.engine.base import EngineInput
-from openremix.engine.style_engine import StyleEngine
+from openremix.engine.style.engine import StyleEngine
 
 KEY = "or_bench_key_0001"
 

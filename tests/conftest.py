@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from pg_server import PostgresCluster, unavailable_reason
-from servers import OTHER_KEY, TEST_KEY, OpenRemixProcess
-
-
-def photo(name: str = "astronaut", size: int | None = 512) -> Image.Image:
-    """A real photo from scikit-image, optionally shrunk (keeps test inputs small)."""
-    from skimage import data
-
-    image = Image.fromarray(getattr(data, name)()).convert("RGB")
-    if size:
-        image.thumbnail((size, size))
-    return image
-
-
-def data_uri(image: Image.Image, fmt: str = "PNG") -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    mime = "image/jpeg" if fmt == "JPEG" else f"image/{fmt.lower()}"
-    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+from tests.support.images import data_uri, photo
+from tests.support.pg_server import PostgresCluster, unavailable_reason
+from tests.support.servers import OTHER_KEY, TEST_KEY, OpenRemixProcess
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import data_uri, photo
-from servers import TEST_KEY, OpenRemixProcess, http_server
+from tests.support.images import data_uri, photo
+from tests.support.servers import TEST_KEY, OpenRemixProcess, http_server
 
 MODEL = "ideogram-3-remix"
 HEADERS = {"x-api-key": TEST_KEY}

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from conftest import photo
-from servers import TEST_KEY
+from tests.support.images import photo
+from tests.support.servers import TEST_KEY
 
 
 def openremix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -33,10 +33,9 @@ from openremix.client import (
     Result,
     Status,
 )
-from openremix.engine.style_engine import DEFAULT_BLOCKLIST
-
-from conftest import data_uri, photo
-from servers import TEST_KEY, OpenRemixProcess
+from openremix.engine.style.engine import DEFAULT_BLOCKLIST
+from tests.support.images import data_uri, photo
+from tests.support.servers import TEST_KEY, OpenRemixProcess
 
 PROMPT = "painted like van gogh's starry night"
 FAST = {"rendering_speed": "TURBO", "magic_prompt": "OFF"}

@@ -12,7 +12,7 @@ import pytest
 
 from openremix.contract import params as contract
 from openremix.contract.request import RemixRequest
-from openremix.engine import diffusion_mapping as dm
+from openremix.engine.diffusion import mapping as dm
 
 SD = dm.ModelTraits(dm.ModelFamily("sd"), multiple=16, native_side=512)
 SDXL = dm.ModelTraits(dm.ModelFamily("sdxl"), multiple=16, native_side=1024)
@@ -29,7 +29,7 @@ def request(**kw: Any) -> RemixRequest:
 
 
 def test_the_module_does_not_import_torch() -> None:
-    code = ("import sys, openremix.engine.diffusion_mapping; "
+    code = ("import sys, openremix.engine.diffusion.mapping; "
             "sys.exit('torch' in sys.modules or 'diffusers' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 

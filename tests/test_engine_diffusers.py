@@ -20,11 +20,12 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from openremix.contract.request import RemixRequest  # noqa: E402
-from openremix.engine import diffusers_engine as de  # noqa: E402
 from openremix.engine.base import EngineError, EngineInput, EngineOutput, JobCancelled  # noqa: E402
+from openremix.engine.diffusion import engine as de  # noqa: E402
 from openremix.engine.palette import mean_color  # noqa: E402
 from openremix.engine.registry import load_engine  # noqa: E402
-from openremix.engine.tiny_pipelines import build_tiny_ip_adapter, build_tiny_pipeline  # noqa: E402
+from openremix.media.images import center_crop_resize  # noqa: E402
+from tests.support.tiny_pipelines import build_tiny_ip_adapter, build_tiny_pipeline  # noqa: E402
 
 SIDE = 64
 TINY = {"max_side": SIDE, "threads": 1}
@@ -179,7 +180,7 @@ def _vae_round_trip(engine: de.DiffusersEngine, image: Image.Image, size: tuple[
                     out_size: tuple[int, int]) -> np.ndarray:
     """The input as the model sees it: the tiny random VAE does not reproduce pixels."""
     pipe = engine.pipe
-    x = pipe.image_processor.preprocess(de.center_crop_resize(image, size))
+    x = pipe.image_processor.preprocess(center_crop_resize(image, size))
     with torch.inference_mode():
         latents = pipe.vae.encode(x).latent_dist.mean
         decoded = pipe.vae.decode(latents).sample
@@ -295,7 +296,7 @@ def test_the_registry_builds_it_and_explains_missing_packages(
     engine = load_engine("diffusers")
     assert isinstance(engine, de.DiffusersEngine) and engine.model == str(tiny_models["sd"])
     assert engine.pipe is None  # built, not loaded
-    monkeypatch.setitem(sys.modules, "openremix.engine.diffusers_engine", None)
+    monkeypatch.setitem(sys.modules, "openremix.engine.diffusion.engine", None)
     with pytest.raises(EngineError, match=r"pip install openremix\[diffusers\]"):
         load_engine("diffusers")
 

@@ -10,15 +10,15 @@ import re
 
 import pytest
 
-from openremix.engine import llm_prompting
-from openremix.engine.llm_prompting import (
+from openremix.engine.prompting import llm as llm_prompting
+from openremix.engine.prompting.llm import (
     MAX_ADDED_CHARS,
     LlamaPromptEnhancer,
     clean_details,
     default_enhancer,
 )
-from openremix.engine.prompting import TemplatePromptEnhancer, apply_magic_prompt
-from openremix.engine.style_engine import StyleEngine
+from openremix.engine.prompting.template import TemplatePromptEnhancer, apply_magic_prompt
+from openremix.engine.style.engine import StyleEngine
 
 PROMPTS = ("a cat", "cyberpunk city", "portrait", "make it autumn", "watercolor")
 PLAIN = re.compile(r"^[A-Za-z0-9 ,'&\-]+$")

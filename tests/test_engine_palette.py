@@ -11,7 +11,7 @@ from PIL import Image
 from openremix.contract.request import ColorPalette, PaletteMember, RemixRequest
 from openremix.engine import palette as pal
 from openremix.engine.base import EngineInput
-from openremix.engine.style_engine import StyleEngine
+from openremix.engine.style.engine import StyleEngine
 
 
 def photo(name: str = "coffee") -> Image.Image:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openremix.engine.prompting import (
+from openremix.engine.prompting.template import (
     TemplatePromptEnhancer,
     apply_magic_prompt,
     blocked_term,

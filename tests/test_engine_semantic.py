@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from openremix.contract.request import RemixRequest
-from openremix.engine import semantic_matching
 from openremix.engine.base import EngineInput
-from openremix.engine.semantic_matching import SemanticStyleMatcher
-from openremix.engine.style_engine import StyleEngine
-from openremix.engine.style_library import StyleLibrary, load_library
-from openremix.engine.style_matching import match_styles, pick_blend
+from openremix.engine.style import semantic as semantic_matching
+from openremix.engine.style.engine import StyleEngine
+from openremix.engine.style.library import StyleLibrary, load_library
+from openremix.engine.style.matching import match_styles, pick_blend
+from openremix.engine.style.semantic import SemanticStyleMatcher
 
 PARAPHRASES = {
     "like the painting with the swirling night sky": {"starry-night-swirls"},

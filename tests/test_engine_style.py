@@ -13,10 +13,11 @@ from PIL import Image
 from openremix.contract.request import RemixRequest
 from openremix.engine.base import EngineError, EngineInput, EngineOutput, JobCancelled
 from openremix.engine.registry import load_engine
-from openremix.engine.style_engine import StyleEngine, center_crop_resize
-from openremix.engine.style_library import StyleBlend, load_library
-from openremix.engine.style_matching import best_style, match_styles, pick_blend
-from openremix.engine.style_networks import StyleNetworks, dynamic_transform_model
+from openremix.engine.style.engine import StyleEngine
+from openremix.engine.style.library import StyleBlend, load_library
+from openremix.engine.style.matching import best_style, match_styles, pick_blend
+from openremix.engine.style.networks import StyleNetworks, dynamic_transform_model
+from openremix.media.images import center_crop_resize
 
 SMALL = "512x512"  # engine tests bypass validation to stay fast
 
@@ -195,11 +196,11 @@ def test_magic_prompt_is_applied_and_used(engine: StyleEngine) -> None:
 
 def test_registry_builds_engines_by_name() -> None:
     assert isinstance(load_engine("style"), StyleEngine)
-    assert isinstance(load_engine("openremix.engine.style_engine:StyleEngine"), StyleEngine)
+    assert isinstance(load_engine("openremix.engine.style.engine:StyleEngine"), StyleEngine)
     with pytest.raises(EngineError):
         load_engine("no_such_module_xyz:Engine")
     with pytest.raises(EngineError):
-        load_engine("openremix.engine.style_engine:center_crop_resize")
+        load_engine("openremix.media.images:center_crop_resize")
     with pytest.raises(EngineError):
         load_engine("nonsense")
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from servers import OTHER_KEY, TEST_KEY, OpenRemixProcess
+from tests.support.servers import OTHER_KEY, TEST_KEY, OpenRemixProcess
 
 MODEL = "ideogram-3-remix"
 HEADERS = {"x-api-key": TEST_KEY}
@@ -67,7 +67,8 @@ def queue_only(tmp_path_factory) -> OpenRemixProcess:
 def slow(tmp_path_factory) -> OpenRemixProcess:
     """A server whose engine pauses between steps (a test double over the real engine)."""
     proc = OpenRemixProcess("serve", tmp_path_factory.mktemp("slow"), {
-        "OPENREMIX_ENGINE": "slow_engine:SlowStyleEngine", "SLOW_ENGINE_STEP_SECONDS": "0.3",
+        "OPENREMIX_ENGINE": "tests.support.slow_engine:SlowStyleEngine",
+        "SLOW_ENGINE_STEP_SECONDS": "0.3",
     }).wait_ready()
     yield proc
     proc.stop()

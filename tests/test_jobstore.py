@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 
-from openremix.jobs import sqlite_outbox
 from openremix.jobs.model import ApiKey, JobState, NewJob
-from openremix.jobs.sqlite import SQLiteJobStore
-from openremix.jobs.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from openremix.jobs.outbox import encode_payload
+from openremix.jobs.params import WEBHOOK_KEY
+from openremix.jobs.sqlite import outbox as sqlite_outbox
+from openremix.jobs.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from openremix.jobs.sqlite.store import SQLiteJobStore
+from openremix.jobs.status_body import terminal_status_body
 from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, JobStore, UnknownApiKey
-from openremix.jobs.webhook_payload import WEBHOOK_KEY, encode_payload, terminal_status_body
 
 RETENTION = 3600.0
 MAX_ATTEMPTS = 3
@@ -63,7 +65,7 @@ def _make_store(backend: str, request: pytest.FixtureRequest, clock: FakeClock) 
         )
     if backend == "postgres":
         url = request.getfixturevalue("postgres_db")  # skips, saying why, without a server
-        from openremix.jobs.postgres import PostgresJobStore
+        from openremix.jobs.postgres.store import PostgresJobStore
 
         return PostgresJobStore(
             url,

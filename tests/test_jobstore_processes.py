@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from openremix.jobs.model import JobState, NewJob
-from openremix.jobs.sqlite import SQLiteJobStore
+from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.jobs.store import JobStore
 
 pytestmark = [
@@ -38,7 +38,7 @@ WAIT = 20.0
 def open_store(target: str) -> JobStore:
     """The store at `target`: a postgresql:// URL, else an SQLite file path."""
     if target.startswith("postgresql://"):
-        from openremix.jobs.postgres import PostgresJobStore
+        from openremix.jobs.postgres.store import PostgresJobStore
 
         return PostgresJobStore(target, pool_size=2)
     return SQLiteJobStore(target)

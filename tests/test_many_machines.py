@@ -12,7 +12,7 @@ import httpx
 import pytest
 from segmind import SegmindClient
 
-from servers import TEST_KEY, OpenRemixProcess
+from tests.support.servers import TEST_KEY, OpenRemixProcess
 
 psycopg = pytest.importorskip("psycopg")
 

@@ -27,8 +27,7 @@ from openremix.contract.errors import InputImageError, UnsafeURL
 from openremix.media import addresses
 from openremix.media.fetch import fetch_url, format_size
 from openremix.media.images import ImageLoader
-
-from servers import forbid_non_loopback, http_server
+from tests.support.servers import forbid_non_loopback, http_server
 
 MIB = 1024 * 1024
 

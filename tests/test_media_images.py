@@ -15,7 +15,8 @@ from skimage import data as skdata
 from openremix.contract.errors import InputImageError, UnsafeURL
 from openremix.media.images import (
     ImageLoader,
-    center_crop_to_aspect,
+    center_crop_box,
+    center_crop_resize,
     decode_image_bytes,
     encode_image,
     parse_image_string,
@@ -217,16 +218,18 @@ def test_palette_transparency_and_grey_become_rgb() -> None:
         ((600, 400), (1248, 832), (600, 400)),  # already 3:2
     ],
 )
-def test_center_crop_to_aspect(
+def test_center_crop_keeps_the_limiting_side_whole(
     source: tuple[int, int], target: tuple[int, int], expected: tuple[int, int]
 ) -> None:
+    left, top, right, bottom = center_crop_box(source, target)
+    assert (right - left, bottom - top) == expected
     img = Image.new("RGB", source)
-    assert center_crop_to_aspect(img, *target).size == expected
+    assert center_crop_resize(img, target).size == target
 
 
 def test_center_crop_keeps_the_middle() -> None:
     original = photo("chelsea")  # 451x300
-    cropped = center_crop_to_aspect(original, 1, 1)
+    cropped = original.crop(center_crop_box(original.size, (1, 1)))
     assert cropped.size == (300, 300)
     left = (451 - 300) // 2
     expected = original.crop((left, 0, left + 300, 300))
@@ -235,7 +238,7 @@ def test_center_crop_keeps_the_middle() -> None:
 
 def test_center_crop_rejects_a_bad_aspect() -> None:
     with pytest.raises(ValueError):
-        center_crop_to_aspect(Image.new("RGB", (4, 4)), 0, 4)
+        center_crop_resize(Image.new("RGB", (4, 4)), (0, 4))
 
 
 @pytest.mark.parametrize(

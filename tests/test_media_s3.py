@@ -23,10 +23,9 @@ from segmind import SegmindClient
 from openremix.config import Settings
 from openremix.media.s3_storage import S3Storage, S3StorageError
 from openremix.media.storage import LocalStorage, new_output_key, open_storage
-from openremix.runtime import open_output_storage
-
-from s3_server import CREDENTIALS, S3TestServer, shared_server, unavailable_reason
-from servers import TEST_KEY
+from openremix.server.wiring import open_output_storage
+from tests.support.s3_server import CREDENTIALS, S3TestServer, shared_server, unavailable_reason
+from tests.support.servers import TEST_KEY
 
 MODEL = "ideogram-3-remix"
 PUBLIC_GRANTEES = {

@@ -20,8 +20,7 @@ from openremix.media.storage import (
     new_output_key,
     open_storage,
 )
-
-from s3_server import CREDENTIALS, shared_server, unavailable_reason
+from tests.support.s3_server import CREDENTIALS, shared_server, unavailable_reason
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -11,7 +11,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import checks  # noqa: E402
 
-from servers import TEST_KEY, OpenRemixProcess  # noqa: E402
+from tests.support.servers import TEST_KEY, OpenRemixProcess  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 60
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,

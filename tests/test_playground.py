@@ -18,9 +18,8 @@ import pytest
 
 from openremix.contract.palettes import PALETTE_PRESETS
 from openremix.contract.params import ASPECT_RATIOS, RESOLUTIONS
-
-from conftest import photo
-from servers import TEST_KEY, OpenRemixProcess
+from tests.support.images import photo
+from tests.support.servers import TEST_KEY, OpenRemixProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -321,7 +320,7 @@ def test_the_servers_error_message_is_shown(
 
 def test_live_progress_and_cancel(browser, start_process, chelsea_png: Path,
                                   tmp_path: Path) -> None:
-    slow = start_process(env={"OPENREMIX_ENGINE": "slow_engine:SlowStyleEngine",
+    slow = start_process(env={"OPENREMIX_ENGINE": "tests.support.slow_engine:SlowStyleEngine",
                               "SLOW_ENGINE_STEP_SECONDS": "1.0"})
     page, problems = open_playground(browser, slow.base_url)
     fill_basics(page, chelsea_png)

@@ -20,14 +20,13 @@ import pytest
 
 from openremix.jobs.model import ApiKey, JobState, NewJob
 from openremix.jobs.store import IdempotencyConflict, InsufficientCredits
-
-from pg_server import PSYCOPG_HINT, PostgresCluster
-from servers import TEST_KEY
+from tests.support.pg_server import PSYCOPG_HINT, PostgresCluster
+from tests.support.servers import TEST_KEY
 
 psycopg = pytest.importorskip("psycopg", reason=PSYCOPG_HINT)
 
-from openremix.jobs import postgres_schema  # noqa: E402 - needs psycopg
-from openremix.jobs.postgres import PostgresJobStore  # noqa: E402
+from openremix.jobs.postgres import schema as postgres_schema  # noqa: E402 - needs psycopg
+from openremix.jobs.postgres.store import PostgresJobStore  # noqa: E402
 
 
 @pytest.fixture

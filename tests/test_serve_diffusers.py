@@ -15,9 +15,8 @@ from segmind import SegmindClient
 
 pytest.importorskip("diffusers")
 
-from openremix.engine.tiny_pipelines import build_tiny_pipeline
-
-from servers import TEST_KEY
+from tests.support.servers import TEST_KEY
+from tests.support.tiny_pipelines import build_tiny_pipeline
 
 
 def test_serve_runs_a_local_diffusers_model_end_to_end(start_process, tmp_path: Path,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from segmind import InferenceFailed, SegmindClient, SegmindError
 
-from servers import TEST_KEY
+from tests.support.servers import TEST_KEY
 
 MODEL = "ideogram-3-remix"
 
@@ -32,7 +32,7 @@ def test_insufficient_credits_is_406_and_failed_jobs_are_refunded(start_process,
     assert float(response.headers["x-cost"]) == pytest.approx(0.04)
     assert float(response.headers["x-remaining-credits"]) == pytest.approx(0.06)
     # A job that fails gives its credits back.
-    from openremix.engine.style_engine import DEFAULT_BLOCKLIST
+    from openremix.engine.style.engine import DEFAULT_BLOCKLIST
 
     blocked = sorted(DEFAULT_BLOCKLIST)[0]
     job = client.submit_async(MODEL, **body(astronaut_uri, prompt=blocked, magic_prompt="OFF"))

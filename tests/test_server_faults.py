@@ -7,7 +7,7 @@ import time
 import httpx
 from segmind import SegmindClient
 
-from servers import TEST_KEY
+from tests.support.servers import TEST_KEY
 
 MODEL = "ideogram-3-remix"
 HEADERS = {"x-api-key": TEST_KEY}
@@ -54,7 +54,8 @@ def test_restart_loses_no_queued_job(start_process, tmp_path, astronaut_uri):
 def test_killed_worker_job_is_reclaimed_and_completes_once(start_process, tmp_path,
                                                             astronaut_uri):
     data_dir = tmp_path / "lease"
-    env = {"OPENREMIX_LEASE_SECONDS": "1.5", "OPENREMIX_ENGINE": "slow_engine:SlowStyleEngine",
+    env = {"OPENREMIX_LEASE_SECONDS": "1.5",
+           "OPENREMIX_ENGINE": "tests.support.slow_engine:SlowStyleEngine",
            "SLOW_ENGINE_STEP_SECONDS": "0.4"}
     api = start_process("api", env=env, data_dir=data_dir)
     doomed = start_process("worker", env=env, data_dir=data_dir, ready=False)
@@ -78,7 +79,7 @@ def test_killed_worker_job_is_reclaimed_and_completes_once(start_process, tmp_pa
 def test_sync_call_past_its_deadline_is_504_and_the_job_goes_on(start_process, tmp_path,
                                                                  astronaut_uri):
     server = start_process(env={"OPENREMIX_SYNC_TIMEOUT_SECONDS": "0.5",
-                                "OPENREMIX_ENGINE": "slow_engine:SlowStyleEngine",
+                                "OPENREMIX_ENGINE": "tests.support.slow_engine:SlowStyleEngine",
                                 "SLOW_ENGINE_STEP_SECONDS": "0.3"})
     answer = httpx.post(f"{server.base_url}/v1/{MODEL}", headers=HEADERS, json={
         "image": astronaut_uri, "prompt": "pop art", "rendering_speed": "TURBO"})

@@ -25,22 +25,20 @@ import pytest
 from openremix.config import Settings
 from openremix.contract.errors import InputImageError, InvalidRequest, UnsafeURL
 from openremix.jobs.model import NewJob
-from openremix.jobs.sqlite import SQLiteJobStore
+from openremix.jobs.params import WEBHOOK_KEY
+from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.jobs.store import JobStore
-from openremix.jobs.webhook_payload import WEBHOOK_KEY
-from openremix.webhooks import (
+from openremix.webhooks.dispatcher import WebhookDispatcher, webhook_addresses
+from openremix.webhooks.request_fields import parse_webhook_fields
+from openremix.webhooks.signing import (
     SECRET_FILE,
-    WebhookDispatcher,
     WebhookVerificationError,
     load_secret,
     new_secret,
-    parse_webhook_fields,
     sign,
     verify,
-    webhook_addresses,
 )
-
-from servers import TEST_KEY, OpenRemixProcess, forbid_non_loopback, http_server
+from tests.support.servers import TEST_KEY, OpenRemixProcess, forbid_non_loopback, http_server
 
 MODEL = "ideogram-3-remix"
 HEADERS = {"x-api-key": TEST_KEY}
@@ -243,7 +241,7 @@ def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[JobStore
     made: JobStore
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_db")  # skips, saying why, without a server
-        from openremix.jobs.postgres import PostgresJobStore
+        from openremix.jobs.postgres.store import PostgresJobStore
 
         made = PostgresJobStore(url, clock=clock)
     else:
@@ -386,7 +384,7 @@ def test_an_unwanted_event_sends_nothing(hook_server, receiver, astronaut_uri):
 
 
 def test_a_blocked_prompt_delivers_a_failed_event(hook_server, receiver, astronaut_uri):
-    from openremix.engine.style_engine import DEFAULT_BLOCKLIST
+    from openremix.engine.style.engine import DEFAULT_BLOCKLIST
 
     request_id = submit(hook_server, astronaut_uri, prompt=sorted(DEFAULT_BLOCKLIST)[0],
                         magic_prompt="OFF", webhook_url=receiver + "/failed",

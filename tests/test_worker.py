@@ -14,12 +14,12 @@ from PIL import Image
 from openremix.contract.request import RemixRequest, parse_remix_request
 from openremix.engine.base import EngineInput, EngineOutput, StepCallback
 from openremix.jobs.model import JobState, NewJob
-from openremix.jobs.sqlite import SQLiteJobStore
+from openremix.jobs.params import pack_job_params
+from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.media.images import ImageLoader
 from openremix.media.storage import LocalStorage
-from openremix.worker import WARNINGS_KEY, Worker
-
-from conftest import data_uri, photo
+from openremix.worker.loop import Worker
+from tests.support.images import data_uri, photo
 
 
 class RecordingBatchEngine:
@@ -71,7 +71,7 @@ def enqueue(store: SQLiteJobStore, key: Any, **params: Any) -> str:
     request, warnings = parse_remix_request({"image": IMAGE, "prompt": "x", "seed": 1, **params})
     request_id = str(uuid.uuid4())
     store.enqueue(NewJob(request_id, "ideogram-3-remix", key.key_id,
-                         {**request.model_dump(mode="json"), WARNINGS_KEY: warnings}, 1.0))
+                         pack_job_params(request, warnings), 1.0))
     return request_id
 
 

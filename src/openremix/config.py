@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     @property
+    def dev_key_path(self) -> Path:
+        """The development API key `serve` makes on first start (mode 600)."""
+        return self.data_dir / "dev-api-key"
+
+    @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "openremix.db"
 

@@ -10,18 +10,24 @@ from fastapi import FastAPI
 from openremix import __version__
 from openremix.api.access import RateLimiter
 from openremix.api.errors import install_error_handlers
-from openremix.api.observe import install_request_observer
-from openremix.api.observe import router as metrics_router
+from openremix.api.middleware import install_request_observer
 from openremix.api.openapi import READ_ERRORS, SUBMIT_ERRORS, document_model_slugs
-from openremix.api.routes_control import router as control_router
-from openremix.api.routes_playground import router as playground_router
-from openremix.api.routes_remix import router as remix_router
-from openremix.api.routes_requests import router as requests_router
-from openremix.api.state import MODELS, AppState
+from openremix.api.routes import (
+    account,
+    cancel,
+    events,
+    health,
+    outputs,
+    playground,
+    remix,
+    requests,
+)
+from openremix.api.state import AppState
 from openremix.config import Settings
+from openremix.contract.params import MODEL_SLUGS
 from openremix.jobs.store import JobStore
+from openremix.media.images import ImageLoader
 from openremix.media.storage import BlobStorage
-from openremix.runtime import image_loader
 
 
 def ensure_configured_keys(store: JobStore, settings: Settings) -> None:
@@ -49,7 +55,7 @@ def create_app(
         settings=settings,
         store=store,
         storage=storage,
-        loader=image_loader(settings),
+        loader=ImageLoader.from_settings(settings),
         limiter=RateLimiter(settings.rate_limit_per_minute),
     )
     if on_enqueue is not None:
@@ -71,15 +77,14 @@ def create_app(
     app.state.openremix = state
     install_error_handlers(app)
     install_request_observer(app)
-    app.include_router(remix_router, responses=SUBMIT_ERRORS)
-    app.include_router(requests_router, responses=READ_ERRORS)
-    app.include_router(control_router, responses=READ_ERRORS)
-    app.include_router(metrics_router)
-    app.include_router(playground_router)
+    app.include_router(remix.router, responses=SUBMIT_ERRORS)
+    for module in (requests, cancel, events, outputs, account, health):
+        app.include_router(module.router, responses=READ_ERRORS)
+    app.include_router(playground.router)
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = document_model_slugs(FastAPI.openapi(app), MODELS)
+            app.openapi_schema = document_model_slugs(FastAPI.openapi(app), MODEL_SLUGS)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

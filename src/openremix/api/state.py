@@ -8,14 +8,11 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from openremix.api.access import RateLimiter
-from openremix.api.bodies import Urls
+from openremix.api.responses import Urls
 from openremix.config import Settings
 from openremix.jobs.store import JobStore
 from openremix.media.images import ImageLoader
 from openremix.media.storage import BlobStorage
-
-MODELS = frozenset({"ideogram-3-remix"})
-"""Model slugs this server answers."""
 
 
 @dataclass

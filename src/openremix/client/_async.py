@@ -26,12 +26,12 @@ from openremix.client._results import (
 from openremix.client._transport import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
-    MODEL,
     RETRY_STATUSES,
     AsyncTransport,
     RequestSpec,
     SSEDecoder,
 )
+from openremix.contract.params import MODEL_SLUG
 
 
 class AsyncJob:
@@ -210,7 +210,7 @@ class AsyncClient:
         always sent (a fresh uuid4 unless given), so a retried submit never runs twice."""
         body, _ = build_body(image, prompt, params, extra_body, validate)
         response = await self._transport.request(RequestSpec(
-            "POST", self._transport.url(f"/v2/{MODEL}"), json=body,
+            "POST", self._transport.url(f"/v2/{MODEL_SLUG}"), json=body,
             headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())}))
         data = response.json()
         return AsyncJob(self._transport, str(data["request_id"]), data.get("status_url"),
@@ -231,7 +231,7 @@ class AsyncClient:
                     extra_body: Mapping[str, Any] | None, params: Mapping[str, Any]) -> Result:
         body, request = build_body(image, prompt, params, extra_body, validate)
         response = await self._transport.request(RequestSpec(
-            "POST", self._transport.url(f"/v1/{MODEL}"), json=body, timeout=timeout,
+            "POST", self._transport.url(f"/v1/{MODEL_SLUG}"), json=body, timeout=timeout,
             headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
             retry_statuses=RETRY_STATUSES - {504}, sync_remix=True))
         return Result.from_sync_response(response, request, body)

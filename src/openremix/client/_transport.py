@@ -27,7 +27,6 @@ from openremix.client._errors import (
 )
 from openremix.contract.errors import OpenRemixError
 
-MODEL = "ideogram-3-remix"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 2

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import re
 
+MODEL_SLUG = "ideogram-3-remix"
+"""The model slug of the Segmind wire: `POST /v1/{slug}`, `POST /v2/{slug}`."""
+MODEL_SLUGS = frozenset({MODEL_SLUG})
+"""Every slug this server answers."""
+
 RESOLUTIONS: tuple[str, ...] = (
     "512x1536", "576x1408", "576x1472", "576x1536", "640x1344", "640x1408", "640x1472",
     "640x1536", "704x1152", "704x1216", "704x1280", "704x1344", "704x1408", "704x1472",

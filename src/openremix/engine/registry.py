@@ -22,12 +22,12 @@ def load_engine(name: str, options: dict[str, Any] | None = None) -> Engine:
     """
     name = name.strip()
     if name == "style":
-        from openremix.engine.style_engine import StyleEngine
+        from openremix.engine.style.engine import StyleEngine
 
         return StyleEngine()
     if name == "diffusers":
         try:
-            from openremix.engine.diffusers_engine import DiffusersEngine
+            from openremix.engine.diffusion.engine import DiffusersEngine
         except ImportError as exc:
             raise EngineError(
                 "the diffusers engine needs `pip install openremix[diffusers]`"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from openremix.jobs.model import ApiKey, Job, NewJob
-from openremix.jobs.webhook_payload import WebhookDelivery
+from openremix.jobs.outbox import WebhookDelivery
 
 
 class StoreError(Exception):

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from openremix.config import Settings
 from openremix.contract import params
 from openremix.contract.errors import InputImageError
 from openremix.media.addresses import Resolver, precheck_host
@@ -181,20 +182,32 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def center_crop_to_aspect(img: Image.Image, width: int, height: int) -> Image.Image:
-    """Crop the centre of `img` to the aspect ratio `width`:`height`, without resizing.
+def center_crop_box(size: tuple[int, int], aspect: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The centred box of an image of `size` (w, h) that has the aspect ratio of `aspect`.
 
-    The kept side is the whole of the limiting side; the other is rounded to the nearest pixel.
+    The whole of the limiting side is kept; the other is rounded to the nearest pixel (Python's
+    `round`: the engines' outputs, and so their style codes, depend on these exact boxes).
     """
+    width, height = aspect
     if width <= 0 or height <= 0:
         raise ValueError(f"aspect must be positive, got {width}x{height}")
-    src_w, src_h = img.size
+    src_w, src_h = size
     if src_w * height > src_h * width:  # too wide: keep the full height
-        new_w, new_h = max(1, (src_h * width + height // 2) // height), src_h
+        crop_w, crop_h = max(1, round(src_h * width / height)), src_h
     else:  # too tall (or exact): keep the full width
-        new_w, new_h = src_w, max(1, (src_w * height + width // 2) // width)
-    left, top = (src_w - new_w) // 2, (src_h - new_h) // 2
-    return img.crop((left, top, left + new_w, top + new_h))
+        crop_w, crop_h = src_w, max(1, round(src_w * height / width))
+    left, top = (src_w - crop_w) // 2, (src_h - crop_h) // 2
+    return left, top, left + crop_w, top + crop_h
+
+
+def center_crop_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Centre-crop `image` to the aspect ratio of `size` (w, h), then resize to it exactly.
+
+    The one crop every engine uses (CONTRACT.md: the input is centre-cropped to the output's
+    aspect ratio).
+    """
+    box = center_crop_box(image.size, size)
+    return image.convert("RGB").resize(size, Image.Resampling.LANCZOS, box=box)
 
 
 def encode_image(img: Image.Image, fmt: str = "jpeg", quality: int = 92) -> tuple[bytes, str]:
@@ -244,6 +257,15 @@ class ImageLoader:
         self.allow_private = allow_private
         self.fetch_timeout = fetch_timeout
         self.resolver = resolver
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLoader:
+        """The loader the API (submit-time checks) and the workers (fetch, decode) share."""
+        return cls(
+            max_bytes=settings.max_image_bytes,
+            allow_private=settings.allow_private_urls,
+            fetch_timeout=settings.fetch_timeout_seconds,
+        )
 
     def read_bytes(self, value: str, field: str) -> bytes:
         """The encoded file behind an image string: fetched (URL) or decoded (inline)."""

@@ -1,0 +1,47 @@
+"""Operations: liveness (`/healthz`), readiness (`/readyz`) and Prometheus metrics (`/metrics`)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from openremix import metrics
+from openremix.api.state import app_state
+
+log = logging.getLogger("openremix.api")
+router = APIRouter()
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: the job store answers and the model is loaded")
+async def readyz(request: Request) -> JSONResponse:
+    state = app_state(request)
+    try:
+        depth = await run_in_threadpool(state.store.queue_depth)
+    except Exception:
+        return JSONResponse({"status": "unavailable", "error": "job store unreachable"},
+                            status_code=503, headers={"Retry-After": "5"})
+    reason = state.readiness()
+    if reason:
+        return JSONResponse({"status": "unavailable", "error": reason}, status_code=503,
+                            headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ready", "queue_depth": depth})
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def prometheus_metrics(request: Request) -> Response:
+    store = app_state(request).store
+    try:
+        metrics.queue_depth.set(await run_in_threadpool(store.queue_depth))
+        metrics.oldest_queued_age.set(await run_in_threadpool(store.oldest_queued_age))
+    except Exception:
+        log.exception("could not read queue gauges")
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

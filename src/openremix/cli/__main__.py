@@ -1,0 +1,5 @@
+"""`python -m openremix.cli`: the `openremix` command."""
+
+from openremix.cli.app import main
+
+main()

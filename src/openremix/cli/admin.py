@@ -1,0 +1,171 @@
+"""`openremix keys | db | models`: the operator's commands on a data folder and its store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from openremix.cli.app import DataOpt, app, console, settings_for
+from openremix.config import Settings
+
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+models_app = typer.Typer(help="Manage diffusion models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+db_app = typer.Typer(help="The job store's schema (versioned migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option("default", help="A label for the key."),
+    credits: float = typer.Option(1000.0, help="Paid credits to start with."),
+    free_credits: float = typer.Option(0.0, "--free-credits", help="Free credits (used first)."),
+    data_dir: Path | None = DataOpt,
+) -> None:
+    """Create a key; prints the secret once."""
+    from openremix.server.wiring import open_store
+
+    store = open_store(settings_for(data_dir=data_dir))
+    record, secret = store.create_api_key(name, credits, free_credits)
+    store.close()
+    console.print(f"created {record.key_id} ({name}), credits {credits:g} + free {free_credits:g}")
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: Path | None = DataOpt) -> None:
+    """List keys (ids, names, balances; never the secrets)."""
+    from rich.table import Table
+
+    from openremix.server.wiring import open_store
+
+    store = open_store(settings_for(data_dir=data_dir))
+    table = Table("key id", "name", "credits", "free credits", "revoked")
+    for record in store.list_api_keys():
+        table.add_row(record.key_id, record.name, f"{record.credits:g}",
+                      f"{record.free_credits:g}", "yes" if record.revoked else "")
+    store.close()
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: Path | None = DataOpt) -> None:
+    """Revoke a key by its id; requests with it answer 401 from now on."""
+    from openremix.server.wiring import open_store
+
+    store = open_store(settings_for(data_dir=data_dir))
+    ok = store.revoke_api_key(key_id)
+    store.close()
+    if not ok:
+        console.print(f"error: no key {key_id}")
+        raise typer.Exit(2)
+    console.print(f"revoked {key_id}")
+
+
+def _postgres_url(settings: Settings) -> str | None:
+    url = settings.database_url
+    return url if url.startswith(("postgresql://", "postgres://")) else None
+
+
+def _db_call(call: Any, url: str) -> Any:
+    """Run a `postgres_schema` command; one line and exit 2 when it cannot."""
+    try:
+        import psycopg
+
+        from openremix.jobs.postgres.schema import SchemaError
+    except ImportError:
+        console.print("error: PostgreSQL needs psycopg: pip install 'openremix[postgres]'")
+        raise typer.Exit(2) from None
+    try:
+        return call(url)
+    except (SchemaError, psycopg.Error) as exc:
+        console.print(f"error: {str(exc).strip()}")
+        raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: Path | None = DataOpt) -> None:
+    """Create the job store's tables or apply its pending migrations, then exit.
+
+    Safe to run on every deploy and from several machines at once (an advisory lock makes one
+    of them apply each step). Exit codes: 0 done or nothing to do, 2 error.
+    """
+    settings = settings_for(data_dir=data_dir)
+    url = _postgres_url(settings)
+    if url is None:
+        from openremix.jobs.sqlite.schema import SCHEMA_VERSION
+        from openremix.server.wiring import open_store
+
+        open_store(settings).close()  # the SQLite store upgrades itself when opened
+        print(f"SQLite job store: schema version {SCHEMA_VERSION} (up to date)")
+        return
+    from openremix.jobs.postgres.schema import upgrade_database
+
+    before, after = _db_call(upgrade_database, url)
+    if before == after:
+        print(f"schema version {after}: already up to date, nothing to do")
+    else:
+        print(f"schema upgraded from version {before} to {after}")
+
+
+@db_app.command("status")
+def db_status(data_dir: Path | None = DataOpt) -> None:
+    """Print the job store's schema version and pending migrations.
+
+    Exit codes: 0 up to date, 1 migrations pending (or the database is newer than this
+    openremix), 2 error.
+    """
+    settings = settings_for(data_dir=data_dir)
+    url = _postgres_url(settings)
+    if url is None:
+        from openremix.jobs.sqlite.schema import SCHEMA_VERSION
+        from openremix.server.wiring import open_store
+
+        open_store(settings).close()  # refuses a newer file; upgrades an older one
+        print(f"SQLite job store: schema version {SCHEMA_VERSION} (upgraded whenever opened)")
+        return
+    from openremix.jobs.postgres.schema import database_status
+
+    status = _db_call(database_status, url)
+    print(status.describe())
+    if status.version != status.known:
+        raise typer.Exit(1)
+
+
+@models_app.command("pull")
+def models_pull(
+    model_id: str = typer.Argument(..., help="A hub model id, e.g. stabilityai/sdxl-turbo."),
+    revision: str | None = typer.Option(None, help="A branch, tag or commit."),
+    data_dir: Path | None = DataOpt,
+) -> None:
+    """Download a diffusers model into the data folder (needs a reachable model hub).
+
+    Then run with OPENREMIX_ENGINE=diffusers OPENREMIX_MODEL=<the same id>.
+    """
+    settings = settings_for(data_dir=data_dir)
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        console.print("error: pulling models needs `pip install openremix[diffusers]`")
+        raise typer.Exit(2) from None
+    target = settings.models_dir / model_id.replace("/", "--")
+    console.print(f"pulling {model_id} into {target}")
+    try:
+        snapshot_download(
+            repo_id=model_id,
+            revision=revision,
+            local_dir=target,
+            allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.md"],
+        )
+    except Exception as exc:  # the hub client raises many kinds; report one line
+        reason = (str(exc).splitlines() or [""])[0]
+        console.print(f"error: cannot download {model_id}: {type(exc).__name__}: {reason}")
+        raise typer.Exit(4) from None
+    console.print(f"done: OPENREMIX_ENGINE=diffusers OPENREMIX_MODEL={model_id} "
+                  f"OPENREMIX_DATA_DIR={settings.data_dir} openremix serve")
+
+

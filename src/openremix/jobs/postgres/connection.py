@@ -1,0 +1,200 @@
+"""Connections of `PostgresJobStore`: a pool that survives server restarts, and the listener.
+
+`Database.run(body)` runs `body(conn)` on a pooled connection, in a transaction or (for single
+statements) in autocommit. When the server goes away (restart, failover, a dropped network) the
+pool's idle connections are dead; `run` then checks the pool (dead connections are replaced)
+and calls `body` again, with backoff, for up to `reconnect_seconds`. A deadlock or
+serialization failure (PostgreSQL rolled the transaction back) is retried the same way.
+
+A statement that failed because the connection broke may or may not have committed. Retrying is
+still safe for every store method: claims and finishes are guarded by state and lease owner (a
+claim whose answer was lost shows up as a job whose lease runs out and is re-queued), and
+enqueue is keyed by its request id.
+
+`Listener` holds one dedicated connection (not from the pool) that LISTENs on the jobs channel
+in a background thread and wakes `wait` callers; it reconnects by itself too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+from psycopg import errors
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from openremix.jobs.postgres.schema import NOTIFY_CHANNEL, register_json_as_text
+
+T = TypeVar("T")
+log = logging.getLogger("openremix.jobs.postgres")
+
+CONNECT_TIMEOUT = 5.0
+LISTEN_POLL_SECONDS = 0.25
+"""How often the listener thread looks up from its socket to see whether it should stop."""
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    register_json_as_text(conn)
+
+
+_REFUSALS = ("does not exist", "authentication failed", "no pg_hba.conf entry",
+             "permission denied")
+"""Connection errors that waiting does not cure (no such database or role, bad password)."""
+
+
+def _wait_for_server(url: str, deadline: float) -> None:
+    """Connect once, retrying until `deadline` while the server is not up yet (a replica may
+    start before its database); raises the server's own error when it refuses us for good
+    (bad password, no such database) or never answers."""
+    delay = 0.1
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT)).close()
+            return
+        except psycopg.OperationalError as exc:
+            # A failed connect carries no SQLSTATE; the server's FATAL message says why.
+            refused = any(marker in str(exc) for marker in _REFUSALS)
+            if refused or time.monotonic() + delay > deadline:
+                raise
+            if delay == 0.1:
+                log.warning("PostgreSQL is not reachable yet (%s); retrying until %.0f s from now",
+                            str(exc).strip().splitlines()[0], deadline - time.monotonic())
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+class Database:
+    """A connection pool plus `run`, the bounded reconnect-and-retry around each store call."""
+
+    def __init__(self, url: str, *, pool_size: int, reconnect_seconds: float) -> None:
+        self.url = url
+        self.reconnect_seconds = reconnect_seconds
+        _wait_for_server(url, time.monotonic() + reconnect_seconds)
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs={"autocommit": True, "row_factory": dict_row,
+                    "connect_timeout": int(CONNECT_TIMEOUT)},
+            configure=_configure,
+            timeout=reconnect_seconds,
+            reconnect_timeout=max(60.0, reconnect_seconds),
+            name="openremix-jobs",
+            open=False,
+        )
+        self.pool.open(wait=True, timeout=CONNECT_TIMEOUT + reconnect_seconds)
+
+    def run(self, body: Callable[[psycopg.Connection], T], *, transaction: bool = True) -> T:
+        """`body(conn)` in a transaction (or autocommit), retried while the server is away."""
+        deadline = time.monotonic() + self.reconnect_seconds
+        delay = 0.02
+        while True:
+            try:
+                with self.pool.connection() as conn:
+                    if not transaction:
+                        return body(conn)
+                    with conn.transaction():
+                        return body(conn)
+            except (errors.DeadlockDetected, errors.SerializationFailure):
+                if time.monotonic() > deadline:
+                    raise
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if not self._lost_connection(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("PostgreSQL connection lost (%s); retrying", str(exc).strip())
+                self.pool.check()  # replace the other dead idle connections at once
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    @staticmethod
+    def _lost_connection(exc: Exception) -> bool:
+        """Whether `exc` means the server or the connection went away (vs. a query's error)."""
+        if isinstance(exc, PoolTimeout | errors.AdminShutdown | errors.CannotConnectNow):
+            return True
+        # A broken connection raises a bare OperationalError without an SQLSTATE.
+        return isinstance(exc, psycopg.OperationalError) and getattr(exc, "sqlstate", None) in (
+            None,
+            "08000", "08003", "08006", "08001", "08004", "57P01", "57P02", "57P03",
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class Listener:
+    """LISTEN on the jobs channel in a background thread; `wait` returns when woken.
+
+    Every notification, and every (re)connection of the listening session (notifications may
+    have been missed while it was away), advances a generation counter. Each calling thread
+    remembers the generation it last saw, so a notification that arrives while that thread is
+    busy (between its last claim and its next `wait`) makes the next `wait` return at once, and
+    a thread's first `wait` returns as soon as LISTEN is in place.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._seen = threading.local()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a notification arrives (True) or `timeout` seconds pass (False)."""
+        if self._closed:  # nothing will ever wake a closed listener: do not let callers spin
+            time.sleep(max(0.0, timeout))
+            return False
+        self._start()
+        seen = getattr(self._seen, "generation", 0)
+        with self._cond:
+            woken = self._cond.wait_for(
+                lambda: self._generation != seen or self._closed, max(0.0, timeout)
+            )
+            self._seen.generation = self._generation
+        return woken and not self._closed
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._listen_forever, name="openremix-pg-listener", daemon=True
+                )
+                self._thread.start()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def _listen_forever(self) -> None:
+        delay = 0.05
+        while not self._closed:
+            try:
+                with psycopg.connect(self.url, autocommit=True,
+                                     connect_timeout=int(CONNECT_TIMEOUT)) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake()
+                    delay = 0.05
+                    while not self._closed:
+                        for _ in conn.notifies(timeout=LISTEN_POLL_SECONDS):
+                            self._wake()
+            except psycopg.Error as exc:
+                if self._closed:
+                    return
+                log.warning("PostgreSQL listener lost its connection (%s); reconnecting",
+                            str(exc).strip())
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(LISTEN_POLL_SECONDS * 4)

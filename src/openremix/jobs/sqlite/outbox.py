@@ -1,0 +1,109 @@
+"""The webhook outbox of `SQLiteJobStore`: statements over one connection, inside the caller's
+transaction.
+
+A message is written by `record_webhook` in the very transaction that finishes its job, so a
+job is never COMPLETED/FAILED without its message, nor a message sent for a job that rolled
+back. Dispatchers take due messages with a lease (`claim_due`), so two of them, in any thread
+or process, never send the same message at once; a dispatcher that dies mid-send leaves the
+message to be taken again when the lease ends.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from openremix.jobs.model import Job
+from openremix.jobs.outbox import (
+    FINISHED_DELIVERY_MAX_AGE,
+    WebhookDelivery,
+    encode_payload,
+    new_delivery_id,
+    webhook_event,
+)
+from openremix.jobs.params import WEBHOOK_KEY
+from openremix.jobs.sqlite.schema import DELIVERY_COLUMNS, row_to_delivery
+from openremix.jobs.status_body import terminal_status_body
+
+_DUE = "next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND COALESCE(lease_until, 0) < ?"
+
+
+
+def record_webhook(conn: sqlite3.Connection, job: Job, now: float) -> None:
+    """Queue the webhook of a job that has just become COMPLETED or FAILED, if it wants one."""
+    event = webhook_event(job)
+    if event is None:
+        return
+    conn.execute(
+        "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, request_id, url, event, payload,"
+        " attempts, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+        (
+            new_delivery_id(),
+            job.request_id,
+            job.params[WEBHOOK_KEY]["url"],
+            event,
+            encode_payload(terminal_status_body(job)),
+            now,
+            now,
+        ),
+    )
+
+
+def any_due(conn: sqlite3.Connection, now: float) -> bool:
+    """A cheap read: is any message due? (Spares idle dispatchers the write lock.)"""
+    return conn.execute(f"SELECT 1 FROM webhook_deliveries WHERE {_DUE} LIMIT 1",
+                        (now, now)).fetchone() is not None
+
+
+def claim_due(
+    conn: sqlite3.Connection, now: float, lease_seconds: float, limit: int
+) -> list[WebhookDelivery]:
+    """Lease up to `limit` due messages (oldest due first), counting the attempt."""
+    rows = conn.execute(
+        f"UPDATE webhook_deliveries SET lease_until = ?, attempts = attempts + 1,"
+        f" first_attempt_at = COALESCE(first_attempt_at, ?)"
+        f" WHERE rowid IN (SELECT rowid FROM webhook_deliveries WHERE {_DUE}"
+        f"  ORDER BY next_attempt_at, rowid LIMIT ?)"
+        f" RETURNING {DELIVERY_COLUMNS}",
+        (now + lease_seconds, now, now, now, limit),
+    ).fetchall()
+    deliveries = [row_to_delivery(row) for row in rows]
+    return sorted(deliveries, key=lambda d: (d.next_attempt_at or 0.0, d.created_at))
+
+
+def mark_delivered(conn: sqlite3.Connection, delivery_id: str, now: float) -> bool:
+    cur = conn.execute(
+        "UPDATE webhook_deliveries SET delivered_at = ?, next_attempt_at = NULL,"
+        " lease_until = NULL, last_error = NULL WHERE delivery_id = ? AND delivered_at IS NULL",
+        (now, delivery_id),
+    )
+    return cur.rowcount == 1
+
+
+def schedule_retry(
+    conn: sqlite3.Connection, delivery_id: str, error: str, next_attempt_at: float | None
+) -> bool:
+    cur = conn.execute(
+        "UPDATE webhook_deliveries SET last_error = ?, next_attempt_at = ?, lease_until = NULL"
+        " WHERE delivery_id = ? AND delivered_at IS NULL",
+        (error, next_attempt_at, delivery_id),
+    )
+    return cur.rowcount == 1
+
+
+def deliveries_of(conn: sqlite3.Connection, request_id: str) -> list[WebhookDelivery]:
+    rows = conn.execute(
+        f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE request_id = ?"
+        f" ORDER BY created_at, rowid",
+        (request_id,),
+    ).fetchall()
+    return [row_to_delivery(row) for row in rows]
+
+
+def delete_old(conn: sqlite3.Connection, now: float, retention_seconds: float) -> int:
+    """Drop finished messages older than the retention, and any older than a day."""
+    cur = conn.execute(
+        "DELETE FROM webhook_deliveries WHERE (next_attempt_at IS NULL AND created_at <= ?)"
+        " OR created_at <= ?",
+        (now - retention_seconds, now - FINISHED_DELIVERY_MAX_AGE),
+    )
+    return cur.rowcount

@@ -1,0 +1,106 @@
+"""Putting the parts together from `Settings`: the store, output storage, engine and workers.
+
+The only place that chooses backends; `server.processes` runs what it builds.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from openremix.config import Settings
+from openremix.engine.registry import load_engine
+from openremix.jobs.sqlite.store import SQLiteJobStore
+from openremix.jobs.store import JobStore
+from openremix.media.images import ImageLoader
+from openremix.media.storage import BlobStorage, LocalStorage
+from openremix.worker.loop import Worker
+
+
+def open_store(settings: Settings) -> JobStore:
+    """The job store `database_url` names: PostgreSQL, an SQLite file, or (empty) the data
+    folder's SQLite file. Exits with one sentence when it cannot be opened."""
+    url = settings.database_url
+    if url.startswith(("postgresql://", "postgres://")):
+        return _open_postgres(settings)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+    elif url:
+        raise SystemExit(f"OPENREMIX_DATABASE_URL: unsupported scheme in {url!r}")
+    else:
+        path = settings.sqlite_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteJobStore(
+        path, retention_seconds=settings.retention_seconds, max_attempts=settings.max_attempts
+    )
+
+
+def _open_postgres(settings: Settings) -> JobStore:
+    try:
+        import psycopg
+
+        from openremix.jobs.postgres.schema import SchemaError
+        from openremix.jobs.postgres.store import PostgresJobStore
+    except ImportError:
+        raise SystemExit(
+            "OPENREMIX_DATABASE_URL is a PostgreSQL URL but psycopg is not installed: "
+            "pip install 'openremix[postgres]'"
+        ) from None
+    try:
+        return PostgresJobStore(
+            settings.database_url,
+            retention_seconds=settings.retention_seconds,
+            max_attempts=settings.max_attempts,
+            auto_migrate=settings.auto_migrate,
+        )
+    except SchemaError as exc:
+        raise SystemExit(str(exc)) from None
+    except psycopg.Error as exc:
+        raise SystemExit(f"PostgreSQL job store: cannot connect: {exc}") from None
+
+
+def open_output_storage(settings: Settings) -> BlobStorage:
+    """The storage `storage_url` names (empty: `outputs` in the data folder), checked now.
+
+    A wrong bucket, endpoint or credentials stops the process at start with one sentence,
+    instead of failing every job later.
+    """
+    from openremix.media.storage import open_storage
+
+    location = settings.storage_url or settings.outputs_dir
+    try:
+        storage = open_storage(location, endpoint_url=settings.s3_endpoint_url or None)
+        if isinstance(storage, LocalStorage):
+            storage.root.mkdir(parents=True, exist_ok=True)
+        check = getattr(storage, "check", None)  # S3Storage: can the bucket be reached?
+        if callable(check):
+            check()
+    except (ValueError, ImportError, OSError) as exc:
+        raise SystemExit(f"output storage {str(location)!r}: {exc}") from None
+    return storage
+
+
+def diffusers_options(settings: Settings) -> dict[str, str]:
+    """The diffusion engine's settings (a model pulled into the data folder is used from there)."""
+    return {"model": settings.resolved_model(), "device": settings.device,
+            "dtype": settings.dtype, "ip_adapter": settings.ip_adapter}
+
+
+def build_worker(
+    settings: Settings,
+    store: JobStore,
+    storage: BlobStorage,
+    *,
+    wake: threading.Event | None = None,
+) -> Worker:
+    return Worker(
+        store,
+        load_engine(settings.engine, diffusers_options(settings)),
+        ImageLoader.from_settings(settings),
+        storage,
+        lease_seconds=settings.lease_seconds,
+        wake=wake,
+        max_batch=settings.max_batch,
+        batch_window=settings.batch_window_ms / 1000,
+        job_timeout=settings.job_timeout_seconds,
+    )

@@ -1,0 +1,292 @@
+"""The worker loop: claim a job, fetch its inputs, run the engine, store the output, finish.
+
+One `Worker` per accelerator (or per in-process thread of `openremix serve`). It holds the
+engine, loaded once. While a job runs, a heartbeat thread renews its lease; if the lease is lost
+(the job was re-queued or cancelled elsewhere) the engine is stopped at its next step. A worker
+that dies leaves its job to be re-claimed when the lease ends (`Sweeper`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from openremix import metrics
+from openremix.contract.errors import InputImageError
+from openremix.contract.request import RemixRequest
+from openremix.engine.base import Engine, EngineError, EngineInput, EngineOutput, JobCancelled
+from openremix.jobs.model import Job
+from openremix.jobs.params import queue_timeout_error, unpack_job_params
+from openremix.jobs.store import JobStore
+from openremix.media.images import ImageLoader, encode_image
+from openremix.media.storage import BlobStorage, new_output_key
+from openremix.worker.sweeper import Sweeper
+
+log = logging.getLogger("openremix.worker")
+
+
+class JobTimedOut(Exception):
+    """A batch ran past the per-job execution timeout."""
+
+
+@dataclass
+class _Running:
+    """A claimed job inside a batch: its request, inputs, and whether we still hold it."""
+
+    job: Job
+    params: RemixRequest
+    warnings: list[str]
+    lost: threading.Event = field(default_factory=threading.Event)
+    engine_input: EngineInput | None = None
+
+
+class Worker:
+    """Claims and runs jobs until `stop()` is called.
+
+    With an engine that batches (`supports_batching`), jobs arriving within `batch_window`
+    seconds of the first are claimed together (up to `max_batch`), grouped by the engine's
+    `batch_key`, and each group runs as one `remix` call, oldest job first.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        engine: Engine,
+        loader: ImageLoader,
+        storage: BlobStorage,
+        *,
+        lease_seconds: float = 30.0,
+        worker_id: str | None = None,
+        wake: threading.Event | None = None,
+        idle_poll_max: float = 0.5,
+        max_batch: int = 4,
+        batch_window: float = 0.05,
+        job_timeout: float = 600.0,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.loader = loader
+        self.storage = storage
+        self.lease_seconds = lease_seconds
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.wake = wake or threading.Event()
+        self.idle_poll_max = idle_poll_max
+        batching = bool(getattr(engine, "supports_batching", False))
+        self.max_batch = max(1, max_batch) if batching else 1
+        self.batch_window = batch_window
+        self.job_timeout = job_timeout
+        self.sweeper = Sweeper(store, storage)
+        self.ready = threading.Event()
+        """Set once the engine is loaded."""
+        self.load_error: str | None = None
+        self._stopping = threading.Event()
+
+    # --- loop -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the jobs in hand, then return from `run_forever`."""
+        self._stopping.set()
+        self.wake.set()
+
+    def run_forever(self) -> None:
+        try:
+            self.engine.load()
+        except Exception as exc:  # the worker cannot run without its model: report and stop
+            self.load_error = f"engine {self.engine.name!r} failed to load: {exc}"
+            log.exception(self.load_error)
+            return
+        self.ready.set()
+        log.info("worker %s ready (engine %s)", self.worker_id, self.engine.name)
+        idle = 0.02
+        wait_for_work = getattr(self.store, "wait_for_work", None)  # see jobs.store.WaitsForWork
+        while not self._stopping.is_set():
+            self.sweeper.maybe_sweep()
+            if self.run_once():
+                idle = 0.02
+                continue
+            if wait_for_work is not None:
+                # The store says when work arrives (PostgreSQL LISTEN/NOTIFY): claim then, not on
+                # a timer. The timeout bounds how late stop() and sweeps are noticed; a claim
+                # every 5 s anyway covers a notification lost with a silently dropped connection.
+                reclaim_at = time.monotonic() + 5.0
+                while not (wait_for_work(self.idle_poll_max) or self._stopping.is_set()
+                           or time.monotonic() > reclaim_at):
+                    self.sweeper.maybe_sweep()
+                continue
+            self.wake.wait(idle)
+            self.wake.clear()
+            idle = min(idle * 2, self.idle_poll_max)
+        log.info("worker %s stopped", self.worker_id)
+
+    def run_once(self) -> bool:
+        """Claim and run one batch (one job unless the engine batches). False when idle."""
+        batch = self.claim_batch()
+        if not batch:
+            return False
+        self.process(batch)
+        return True
+
+    def claim_batch(self) -> list[Job]:
+        first = self.store.claim_next(self.worker_id, self.lease_seconds)
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_window
+        while len(batch) < self.max_batch:
+            job = self.store.claim_next(self.worker_id, self.lease_seconds)
+            if job is not None:
+                batch.append(job)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.wake.wait(min(remaining, 0.01))
+            self.wake.clear()
+        return batch
+
+    # --- a batch --------------------------------------------------------------------------
+    def process(self, jobs: list[Job]) -> None:
+        running = [self._prepare(job) for job in jobs]
+        running = [r for r in running if r is not None]
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(running, done), daemon=True)
+        beat.start()
+        try:
+            groups: dict[Any, list[_Running]] = {}
+            for item in running:
+                groups.setdefault(self.engine.batch_key(item.params), []).append(item)
+            for group in groups.values():
+                self._run_group(group)
+        finally:
+            done.set()
+            beat.join(timeout=1.0)
+
+    def _prepare(self, job: Job) -> _Running | None:
+        """Decode the job's params and fetch its images; a bad input fails only this job."""
+        expired = queue_timeout_error(job, time.time())
+        if expired:
+            self.store.fail(job.request_id, self.worker_id, expired)
+            metrics.jobs_finished.labels("queue_timeout").inc()
+            return None
+        try:
+            unpacked = unpack_job_params(job.params)
+            params = unpacked.request
+            item = _Running(job, params, unpacked.warnings)
+            image = self.loader.load(params.image, "image")
+            style_images = self.loader.load_references(params.style_reference_images)
+            item.engine_input = EngineInput(job.request_id, params, image, style_images)
+            return item
+        except InputImageError as exc:
+            self.store.fail(job.request_id, self.worker_id, str(exc))
+            log.info("job failed: %s", exc, extra={"request_id": job.request_id})
+        except Exception:
+            log.exception("could not prepare job", extra={"request_id": job.request_id})
+            self.store.fail(job.request_id, self.worker_id, "internal error while preparing")
+        return None
+
+    def _run_group(self, group: list[_Running]) -> None:
+        started = time.perf_counter()
+        last_step = [started]
+
+        def on_step(step: int, total: int) -> None:
+            now = time.perf_counter()
+            metrics.engine_step_seconds.observe(now - last_step[0])
+            last_step[0] = now
+            if now - started > self.job_timeout:
+                raise JobTimedOut
+            for item in group:
+                if item.lost.is_set():
+                    continue
+                if not self.store.set_progress(item.job.request_id, self.worker_id, step, total):
+                    item.lost.set()
+            if all(item.lost.is_set() for item in group):
+                raise JobCancelled(group[0].job.request_id)
+
+        metrics.batch_size.observe(len(group))
+        try:
+            outputs = self.engine.remix([item.engine_input for item in group], on_step)
+        except JobTimedOut:
+            self._fail_group(group, f"execution timed out after {self.job_timeout:g} s")
+            return
+        except JobCancelled:
+            log.info("batch stopped: leases lost or cancelled",
+                     extra={"request_id": group[0].job.request_id})
+            return
+        except EngineError as exc:
+            self._fail_group(group, str(exc))
+            return
+        except Exception:
+            log.exception("engine crashed", extra={"request_id": group[0].job.request_id})
+            self._fail_group(group, "internal error while processing")
+            return
+        # Each job in a batch is charged the batch's time: that is what it waited for.
+        inference_time = time.perf_counter() - started
+        for item, output in zip(group, outputs, strict=True):
+            try:
+                self._finish(item, output, inference_time)
+            except Exception:
+                request_id = item.job.request_id
+                log.exception("could not store the result", extra={"request_id": request_id})
+                self.store.fail(request_id, self.worker_id, "internal error while saving")
+
+    def _fail_group(self, group: list[_Running], error: str) -> None:
+        for item in group:
+            self.store.fail(item.job.request_id, self.worker_id, error)
+            metrics.jobs_finished.labels("failed").inc()
+            log.info("job failed: %s", error, extra={"request_id": item.job.request_id})
+
+    def _finish(self, item: _Running, output: EngineOutput, inference_time: float) -> None:
+        job, params = item.job, item.params
+        result: dict[str, Any] = {
+            "seed": output.seed,
+            "prompt": output.prompt,
+            "resolution": params.resolution,
+            "style_type": params.style_type,
+            "is_image_safe": output.is_image_safe,
+            "inference_time": round(inference_time, 4),
+            "warnings": [*item.warnings, *output.warnings],
+            "engine": self.engine.name,
+            "details": output.details,
+        }
+        if output.image is None:
+            self.store.fail(
+                job.request_id, self.worker_id, output.error or "the engine produced no image",
+                result,
+            )
+            metrics.jobs_finished.labels("blocked" if not output.is_image_safe else "failed").inc()
+            return
+        data, content_type = encode_image(output.image, params.output_format)
+        extension = "jpg" if params.output_format == "jpeg" else params.output_format
+        key = new_output_key(extension)
+        self.storage.put(key, data, content_type)
+        result.update(output_key=key, content_type=content_type, file_size=len(data))
+        if not self.store.complete(job.request_id, self.worker_id, result):
+            # The lease was lost meanwhile: another worker owns the job now; drop our copy.
+            self.storage.delete(key)
+            log.warning("finished a job whose lease was lost", extra={"request_id": job.request_id})
+            return
+        metrics.jobs_finished.labels("completed").inc()
+        metrics.job_phase_seconds.labels("inference").observe(inference_time)
+        if job.started_at is not None:
+            metrics.job_phase_seconds.labels("queue").observe(job.started_at - job.created_at)
+        metrics.job_phase_seconds.labels("total").observe(time.time() - job.created_at)
+
+    def _heartbeat(self, running: list[_Running], done: threading.Event) -> None:
+        interval = max(0.05, self.lease_seconds / 3)
+        while not done.wait(interval):
+            for item in running:
+                if item.lost.is_set():
+                    continue
+                try:
+                    ok = self.store.heartbeat(item.job.request_id, self.worker_id,
+                                              self.lease_seconds)
+                except Exception:
+                    log.exception("heartbeat failed", extra={"request_id": item.job.request_id})
+                    continue
+                if not ok:
+                    item.lost.set()
