@@ -7,7 +7,6 @@ import subprocess
 import sys
 from typing import Any
 
-import numpy as np
 import pytest
 
 from openremix.contract import params as contract
@@ -177,14 +176,27 @@ def test_jobs_that_differ_only_in_prompt_and_seed_share_a_sampling_key() -> None
     assert len({a.sampling_key(), c.sampling_key(), d.sampling_key()}) == 3
 
 
-def test_reference_colour_statistics_move_the_image_toward_the_references() -> None:
-    rng = np.random.default_rng(0)
-    image = rng.random((48, 64, 3)).astype(np.float32) * 0.5  # dark, grey-ish
-    reference = np.zeros((32, 32, 3), np.float32) + np.array([0.9, 0.6, 0.1], np.float32)
-    moved = dm.transfer_color_stats(image, [reference], amount=0.7)
-    assert moved.shape == image.shape
-    before = np.abs(image.mean((0, 1)) - reference.mean((0, 1))).sum()
-    after = np.abs(moved.mean((0, 1)) - reference.mean((0, 1))).sum()
-    assert after < 0.6 * before
-    unchanged = dm.transfer_color_stats(image, [reference], amount=0.0)
-    assert np.abs(unchanged - image).max() < 0.01  # only the colour table's rounding
+
+def test_a_style_code_palette_is_its_preset_and_a_color_palette_replaces_it() -> None:
+    from openremix.contract.palettes import PALETTE_PRESETS, hex_to_rgb
+
+    code = "00000010"  # bits 4-7 = 1: the first preset
+    name = dm.CODE_PALETTES[1]
+    assert name is not None and dm.code_style(code).palette == name
+    plan = dm.plan_remix(request(style_codes=[code]), "a cat", SDXL)
+    assert [rgb for rgb, _ in plan.palette] == [hex_to_rgb(h) for h, _ in PALETTE_PRESETS[name]]
+    assert sum(w for _, w in plan.palette) == pytest.approx(1.0)
+    two = dm.plan_remix(request(style_codes=[code, "00000000"]), "a cat", SDXL)
+    assert sum(w for _, w in two.palette) == pytest.approx(0.5)  # shares averaged over codes
+    own = dm.plan_remix(request(style_codes=[code], color_palette={"name": "ULTRAMARINE"}),
+                        "a cat", SDXL)
+    assert own.palette[0][0] == hex_to_rgb(PALETTE_PRESETS["ULTRAMARINE"][0][0])
+
+
+def test_the_readme_shows_this_mapping_table() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = [line for line in (dm.__doc__ or "").splitlines() if line.startswith("|")]
+    assert len(table) > 10
+    assert "\n".join(table) in readme

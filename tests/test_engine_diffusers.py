@@ -19,12 +19,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+from openremix.config import Settings  # noqa: E402
 from openremix.contract.request import RemixRequest  # noqa: E402
 from openremix.engine.base import EngineError, EngineInput, EngineOutput, JobCancelled  # noqa: E402
 from openremix.engine.diffusion import engine as de  # noqa: E402
 from openremix.engine.palette import mean_color  # noqa: E402
 from openremix.engine.registry import load_engine  # noqa: E402
 from openremix.media.images import center_crop_resize  # noqa: E402
+from openremix.server.wiring import diffusers_options  # noqa: E402
 from tests.support.tiny_pipelines import build_tiny_ip_adapter, build_tiny_pipeline  # noqa: E402
 
 SIDE = 64
@@ -290,15 +292,40 @@ def test_true_batching_is_close_to_solo_runs(tiny_models: dict[str, Path]) -> No
         assert np.abs(pixels(out) - pixels(engine.remix([job], no_op)[0])).max() <= 2 / 255
 
 
-def test_the_registry_builds_it_and_explains_missing_packages(
+def test_the_registry_builds_it_from_the_settings_and_explains_missing_packages(
         monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, Path]) -> None:
     monkeypatch.setenv("OPENREMIX_MODEL", str(tiny_models["sd"]))
-    engine = load_engine("diffusers")
+    engine = load_engine("diffusers", diffusers_options(Settings()))
     assert isinstance(engine, de.DiffusersEngine) and engine.model == str(tiny_models["sd"])
     assert engine.pipe is None  # built, not loaded
     monkeypatch.setitem(sys.modules, "openremix.engine.diffusion.engine", None)
     with pytest.raises(EngineError, match=r"pip install openremix\[diffusers\]"):
         load_engine("diffusers")
+
+
+def test_the_engine_takes_its_configuration_only_as_arguments(
+        monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, Path]) -> None:
+    """`Settings` is the one reader of the environment: the engine ignores OPENREMIX_*."""
+    monkeypatch.setenv("OPENREMIX_MODEL", str(tiny_models["sdxl"]))
+    monkeypatch.setenv("OPENREMIX_DEVICE", "cuda:7")
+    monkeypatch.setenv("OPENREMIX_DTYPE", "float16")
+    monkeypatch.setenv("OPENREMIX_IP_ADAPTER", "/nowhere/ip-adapter.safetensors")
+    engine = de.DiffusersEngine(model=str(tiny_models["sd"]), **TINY)
+    engine.load()
+    assert engine.model == str(tiny_models["sd"]) and engine.ip_adapter is None
+    assert engine.device.type == "cpu" and engine.dtype == torch.float32
+    assert type(engine.pipe).__name__ == "StableDiffusionImg2ImgPipeline"
+    assert remix(engine).image is not None
+
+
+def test_an_empty_model_is_an_error_that_says_what_to_set(
+        monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, Path]) -> None:
+    monkeypatch.setenv("OPENREMIX_MODEL", str(tiny_models["sd"]))  # not read by the engine
+    for options in ({"model": ""}, {"model": "  "}, None):
+        with pytest.raises(EngineError, match=r"OPENREMIX_MODEL.*stabilityai/sdxl-turbo"):
+            load_engine("diffusers", options)
+    with pytest.raises(EngineError, match="OPENREMIX_MODEL"):
+        de.DiffusersEngine(model="")
 
 
 def test_a_folder_that_is_not_a_model_fails_with_a_sentence(tmp_path: Path) -> None:

@@ -79,3 +79,16 @@ def test_engine_output_moves_toward_the_palette(engine: StyleEngine, palette: Co
     without = remix_mean(engine, None)
     with_palette = remix_mean(engine, palette)
     assert np.linalg.norm(with_palette - target) < 0.75 * np.linalg.norm(without - target)
+
+
+def test_reference_colour_statistics_move_the_image_toward_the_references() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.random((48, 64, 3)).astype(np.float32) * 0.5  # dark, grey-ish
+    reference = np.zeros((32, 32, 3), np.float32) + np.array([0.9, 0.6, 0.1], np.float32)
+    moved = pal.transfer_color_stats(image, [reference], amount=0.7)
+    assert moved.shape == image.shape
+    before = np.abs(image.mean((0, 1)) - reference.mean((0, 1))).sum()
+    after = np.abs(moved.mean((0, 1)) - reference.mean((0, 1))).sum()
+    assert after < 0.6 * before
+    unchanged = pal.transfer_color_stats(image, [reference], amount=0.0)
+    assert np.abs(unchanged - image).max() < 0.01  # only the colour table's rounding

@@ -5,9 +5,9 @@ from __future__ import annotations
 from openremix.engine.prompting.template import (
     TemplatePromptEnhancer,
     apply_magic_prompt,
-    blocked_term,
     needs_enhancement,
 )
+from openremix.engine.safety import blocked_term
 
 
 def test_auto_enhances_only_short_or_vague_prompts() -> None:

@@ -34,3 +34,12 @@ def test_serve_runs_a_local_diffusers_model_end_to_end(start_process, tmp_path: 
     assert result["engine"] == "diffusers"
     assert result["details"]["family"]
     assert result["details"]["steps"] > 0
+
+
+def test_serve_with_the_diffusers_engine_and_no_model_exits_2_saying_what_to_set(start_process):
+    server = start_process(env={"OPENREMIX_ENGINE": "diffusers", "OPENREMIX_MODEL": ""},
+                           ready=False)
+    assert server.proc.wait(timeout=90) == 2
+    last = server.log().strip().splitlines()[-1]
+    assert last.startswith("error: OPENREMIX_MODEL is empty"), server.log()
+    assert "stabilityai/sdxl-turbo" in last and "openremix models pull" in last

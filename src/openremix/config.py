@@ -91,17 +91,26 @@ class Settings(BaseSettings):
     )
     model: str = Field(
         "",
-        description="Diffusers engine: a local model folder, a name pulled with `openremix "
-        "models pull`, or a hub id (machines with internet).",
+        description="Diffusers engine (required with it): a local model folder, a name pulled "
+        "with `openremix models pull`, or a hub id such as `stabilityai/sdxl-turbo` (machines "
+        "with internet).",
     )
-    device: str = Field("", description="Diffusers engine device: cuda, mps or cpu (empty: auto).")
+    device: str = Field(
+        "",
+        description="Diffusers engine device: cuda (or cuda:N), mps or cpu (empty: the best "
+        "available).",
+    )
     dtype: str = Field(
-        "", description="Diffusers engine dtype: float16, bfloat16 or float32 (empty: auto)."
+        "",
+        description="Diffusers engine dtype: float16, bfloat16 or float32 (empty: bfloat16 "
+        "or float16 on a GPU, float32 on a CPU).",
     )
     ip_adapter: str = Field(
         "",
-        description="Diffusers engine: IP-Adapter weights for `style_reference_images` "
-        "(`repo_or_folder:weight_name`); empty: colour-statistics fallback.",
+        description="Diffusers engine: IP-Adapter weights for `style_reference_images`, a local "
+        "weight file or `owner/repo/subfolder/file` on the hub (e.g. "
+        "`h94/IP-Adapter/models/ip-adapter_sd15.safetensors`); empty: the references' colours "
+        "only.",
     )
     max_batch: int = Field(
         4, description="Most jobs one engine call runs together (engines that batch)."

@@ -1,9 +1,11 @@
-"""Colour palettes: a swatch image to use as a style input, and a weighted transfer in Lab.
+"""Colour work in Lab shared by the engines: palettes, and reference colour statistics.
 
 `color_palette` works in two places of the style engine: its swatch (stripes sized by
 `color_weight`) is read as a style vector and blended into the target style, and after
 stylizing, `transfer_palette` moves the image's colours toward the palette: first its Lab mean
-and spread, then each pixel's chroma toward its nearest palette colours (soft assignment).
+and spread, then each pixel's chroma toward its nearest palette colours (soft assignment). The
+diffusion engine applies the same `transfer_palette` to its output, and `transfer_color_stats`
+(the references' Lab mean and spread) where no IP-Adapter reads `style_reference_images`.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from openremix.contract.palettes import hex_to_rgb, palette_colors
+from openremix.engine.pixels import to_array, to_image
 
 __all__ = [
-    "PaletteColors", "hex_to_rgb", "lab_to_rgb", "mean_color", "palette_colors",
-    "palette_swatch", "rgb_to_lab", "transfer_palette",
+    "RGB", "PaletteColors", "hex_to_rgb", "lab_to_rgb", "mean_color", "palette_colors",
+    "palette_swatch", "rgb_to_hex", "rgb_to_lab", "transfer_color_stats", "transfer_palette",
 ]
 
 RGB = tuple[int, int, int]
+"""(r, g, b) 0..255."""
 PaletteColors = list[tuple[RGB, float]]
 """((r, g, b) 0..255, weight) pairs; weights need not sum to 1."""
 
@@ -82,14 +86,13 @@ def apply_color_map(image: np.ndarray, color_map: Callable[[np.ndarray], np.ndar
     The function runs on grid^3 colours instead of every pixel, so its cost does not grow
     with the image size; Pillow interpolates the table in C.
     """
-    from PIL import Image, ImageFilter
+    from PIL import ImageFilter
 
     axis = np.linspace(0.0, 1.0, grid, dtype=np.float32)
     b, g, r = np.meshgrid(axis, axis, axis, indexing="ij")  # Pillow: red varies fastest
     table = color_map(np.stack([r, g, b], axis=-1).reshape(-1, 3)).astype(np.float32)
     lut = ImageFilter.Color3DLUT(grid, table.reshape(-1))
-    pixels = Image.fromarray((np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-    return np.asarray(pixels.filter(lut), dtype=np.float32) / 255.0
+    return to_array(to_image(image).filter(lut))
 
 
 def transfer_palette(image: np.ndarray, colors: PaletteColors, amount: float = 0.7) -> np.ndarray:
@@ -98,13 +101,11 @@ def transfer_palette(image: np.ndarray, colors: PaletteColors, amount: float = 0
         return image
     rgb, weights = _normalized(colors)
     pal = rgb_to_lab(rgb)
-    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 65536)))
-    sample = rgb_to_lab(image[::step, ::step]).reshape(-1, 3)
 
     # 1. global statistics: mean toward the palette's weighted mean, chroma spread toward its own
     pal_mean = weights @ pal
     pal_std = np.sqrt(weights @ (pal - pal_mean) ** 2)
-    mean, std = sample.mean(0), sample.std(0) + 1e-3
+    mean, std = _lab_stats(image)
     target_std = np.maximum(pal_std, np.array([12.0, 8.0, 8.0], np.float32))
     scale = 1.0 + amount * (target_std / std - 1.0)
     scale[0] = np.clip(scale[0], 0.8, 1.25)  # keep the picture's light structure readable
@@ -126,6 +127,36 @@ def transfer_palette(image: np.ndarray, colors: PaletteColors, amount: float = 0
     return apply_color_map(image, to_palette)
 
 
+def _lab_stats(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lab mean and spread of `image`, read on a grid of about 65k pixels (enough, and fast)."""
+    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 65536)))
+    lab = rgb_to_lab(image[::step, ::step]).reshape(-1, 3)
+    return lab.mean(0), lab.std(0) + 1e-3
+
+
+def transfer_color_stats(image: np.ndarray, references: Sequence[np.ndarray],
+                         amount: float = 0.7) -> np.ndarray:
+    """Move `image`'s Lab mean and spread (HxWx3, 0..1) toward the references' average.
+
+    The fallback for `style_reference_images` without an IP-Adapter; `amount` 0..1.
+    """
+    stats = [_lab_stats(ref) for ref in references]
+    ref_mean = np.mean([m for m, _ in stats], axis=0)
+    ref_std = np.mean([s for _, s in stats], axis=0)
+    mean, std = _lab_stats(image)
+
+    def to_references(cube: np.ndarray) -> np.ndarray:
+        lab = rgb_to_lab(cube)
+        return lab_to_rgb(lab + amount * ((lab - mean) / std * ref_std + ref_mean - lab))
+
+    return apply_color_map(image, to_references)
+
+
+def rgb_to_hex(rgb: RGB) -> str:
+    """(r, g, b) -> "#rrggbb", the inverse of `hex_to_rgb`."""
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
 def blend_colors(colors: Sequence[tuple[RGB, float]]) -> str:
     """A short, stable description of a palette for reports: '#rrggbb:w,...'."""
-    return ",".join(f"#{r:02x}{g:02x}{b:02x}:{w:.2f}" for (r, g, b), w in colors)
+    return ",".join(f"{rgb_to_hex(rgb)}:{w:.2f}" for rgb, w in colors)

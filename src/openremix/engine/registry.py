@@ -17,8 +17,9 @@ from openremix.engine.base import Engine, EngineError
 def load_engine(name: str, options: dict[str, Any] | None = None) -> Engine:
     """Build (not yet `load()`) the engine called `name`; EngineError says why it cannot.
 
-    `options` are keyword arguments for the diffusers engine (model, device, dtype, ip_adapter),
-    taken from the settings; empty values are left out so the engine's defaults apply.
+    `options` are the diffusers engine's keyword arguments (model, device, dtype, ip_adapter):
+    the settings' values (`server.wiring.diffusers_options`), passed as they are; an empty or
+    missing model is an EngineError that says what to set.
     """
     name = name.strip()
     if name == "style":
@@ -32,8 +33,7 @@ def load_engine(name: str, options: dict[str, Any] | None = None) -> Engine:
             raise EngineError(
                 "the diffusers engine needs `pip install openremix[diffusers]`"
             ) from exc
-        given = {k: v for k, v in (options or {}).items() if v not in (None, "")}
-        return DiffusersEngine(**given)
+        return DiffusersEngine(**{"model": "", **(options or {})})
     if ":" in name:
         return _plugin(name)
     raise EngineError(

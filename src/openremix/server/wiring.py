@@ -81,7 +81,11 @@ def open_output_storage(settings: Settings) -> BlobStorage:
 
 
 def diffusers_options(settings: Settings) -> dict[str, str]:
-    """The diffusion engine's settings (a model pulled into the data folder is used from there)."""
+    """The diffusion engine's arguments, from the settings only (the engine reads no environment).
+
+    A model pulled into the data folder is used from there; empty values are passed as they
+    are: the engine picks the device and dtype, and refuses an empty model with a sentence.
+    """
     return {"model": settings.resolved_model(), "device": settings.device,
             "dtype": settings.dtype, "ip_adapter": settings.ip_adapter}
 

@@ -1,8 +1,8 @@
 """`DiffusersEngine`: remix with any diffusers image-to-image model (SD 1.x/2.x, SDXL, Turbo, ...).
 
-The model loads once through `AutoPipelineForImage2Image` from a local folder or a hub id.
-`diffusion_mapping` turns each request into pipeline arguments (the README's table); one
-`remix` call then reads top to bottom:
+Its configuration comes only as arguments (the worker passes the `Settings` values); the model
+loads once (`loading`), and `mapping` turns each request into pipeline arguments (the README's
+table). One `remix` call then reads top to bottom:
 
 1. prepare: content filter, magic prompt, the plan; jobs with equal plans share a group;
 2. generate: one pipeline call per group, with lists of prompts, negatives, images and one
@@ -10,72 +10,46 @@ The model loads once through `AutoPipelineForImage2Image` from a local folder or
 3. finish: resize to exactly `params.size`, reference colours (when no IP-Adapter), palette.
 
 Batches are byte-exact: with `exact_batches` (the default) the text encoders, the denoiser and
-the VAE decoder see each job's rows alone (the shapes of a solo run), because CPU and GPU
-kernels round differently for different batch sizes; the rest of the call is shared. Turn it
-off for the throughput of true batching, at the price of last-bit differences.
+the VAE decoder see each job's rows alone (`batching.rows_per_job`); the rest of the call is
+shared. Turn it off for the throughput of true batching, at the price of last-bit differences.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from diffusers import AutoPipelineForImage2Image
-from diffusers.utils import deprecation_utils
 from PIL import Image
 
 from openremix.contract.request import RemixRequest
 from openremix.engine.base import EngineError, EngineInput, EngineOutput, StepCallback
 from openremix.engine.diffusion import mapping as dm
-from openremix.engine.palette import transfer_palette
-from openremix.engine.prompting.template import (
-    DEFAULT_BLOCKLIST,
-    PromptEnhancer,
-    apply_magic_prompt,
-    blocked_term,
+from openremix.engine.diffusion.batching import BatchProgress, rows_per_job
+from openremix.engine.diffusion.ip_adapter import condition_on_references, load_ip_adapter
+from openremix.engine.diffusion.loading import (
+    load_pipeline,
+    model_traits,
+    pick_device,
+    pick_dtype,
 )
+from openremix.engine.palette import rgb_to_hex, transfer_color_stats, transfer_palette
+from openremix.engine.pixels import to_array, to_image
+from openremix.engine.prompting.template import PromptEnhancer, apply_magic_prompt
+from openremix.engine.safety import DEFAULT_BLOCKLIST, refused_prompt
 from openremix.media.images import center_crop_resize
 
-DEFAULT_MODEL = "stabilityai/sdxl-turbo"
-IP_ADAPTER_SCALE = 0.6
+MISSING_MODEL = (
+    "OPENREMIX_MODEL is empty: the diffusers engine needs a model; set it to a local model "
+    "folder, a name pulled with `openremix models pull`, or a hub id such as "
+    "stabilityai/sdxl-turbo"
+)
 REFERENCE_WARNING = (
     "style_reference_images: no IP-Adapter is configured (OPENREMIX_IP_ADAPTER), so only the "
     "references' colours were transferred onto the output"
 )
-_DTYPE_ARG = ("dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
-              else "torch_dtype")
-"""`from_pretrained`'s dtype keyword: `dtype` where diffusers deprecated `torch_dtype`."""
-_DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """`name`, or the best available: cuda, then mps, then cpu."""
-    if name and name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(name: str | None, device: torch.device) -> torch.dtype:
-    """`name`, or: bf16 on a GPU that has it, else fp16 on GPUs, fp32 on CPU."""
-    if name and name != "auto":
-        if name.lower() not in _DTYPES:
-            raise EngineError(f"unknown dtype {name!r}: use one of {', '.join(_DTYPES)}")
-        return _DTYPES[name.lower()]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float16 if device.type == "mps" else torch.float32
 
 
 @dataclass
@@ -95,7 +69,7 @@ class DiffusersEngine:
 
     def __init__(
         self,
-        model: str | None = None,
+        model: str,
         device: str | None = None,
         dtype: str | None = None,
         ip_adapter: str | None = None,
@@ -106,15 +80,18 @@ class DiffusersEngine:
         blocklist: Iterable[str] = DEFAULT_BLOCKLIST,
         enhancer: PromptEnhancer | None = None,
     ) -> None:
-        """Arguments left out fall back to `OPENREMIX_MODEL`, `OPENREMIX_DEVICE`,
-        `OPENREMIX_DTYPE` and `OPENREMIX_IP_ADAPTER`. `max_side` caps the generation size
-        (tests generate tiny models at 64 px); the output is always `params.size`. `threads`
-        sets torch's CPU threads for the process (1 keeps tiny models fast on a busy machine)."""
-        env = os.environ.get
-        self.model = model or env("OPENREMIX_MODEL") or DEFAULT_MODEL
-        self.device_name = device or env("OPENREMIX_DEVICE") or None
-        self.dtype_name = dtype or env("OPENREMIX_DTYPE") or None
-        self.ip_adapter = ip_adapter or env("OPENREMIX_IP_ADAPTER") or None
+        """`model`: a local model folder or a hub id; empty is an EngineError. `device` (cuda,
+        mps, cpu) and `dtype` (float16, bfloat16, float32): empty or "auto" picks the best.
+        `ip_adapter`: a weight file or "<owner>/<repo>/<subfolder>/<file>"; empty: none.
+        `max_side` caps the generation size (tests generate tiny models at 64 px); the output
+        is always `params.size`. `threads` sets torch's CPU threads for the process (1 keeps
+        tiny models fast on a busy machine)."""
+        if not model.strip():
+            raise EngineError(MISSING_MODEL)
+        self.model = model
+        self.device_name = device or None
+        self.dtype_name = dtype or None
+        self.ip_adapter = ip_adapter or None
         self.max_side = max_side
         self.exact_batches = exact_batches
         self.threads = threads
@@ -136,21 +113,9 @@ class DiffusersEngine:
             torch.set_num_threads(self.threads)
         self.device = pick_device(self.device_name)
         self.dtype = pick_dtype(self.dtype_name, self.device)
-        if self.device.type == "cuda":  # same shapes -> same kernels -> same bytes
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        local = Path(self.model).expanduser().is_dir()
-        source = str(Path(self.model).expanduser()) if local else self.model
-        try:
-            pipe = AutoPipelineForImage2Image.from_pretrained(
-                source, **{_DTYPE_ARG: self.dtype}, local_files_only=local)
-        except Exception as exc:  # hub errors, missing files, unknown pipelines: one message
-            raise EngineError(f"cannot load the diffusers model {self.model!r}: {exc}") from exc
-        pipe = pipe.to(self.device)
-        pipe.set_progress_bar_config(disable=True)
-        _use_sdpa(pipe)
+        pipe = load_pipeline(self.model, self.device, self.dtype)
         if self.ip_adapter:
-            _load_ip_adapter(pipe, self.ip_adapter)
+            load_ip_adapter(pipe, self.ip_adapter)
         self._call_args = frozenset(inspect.signature(pipe.__call__).parameters)
         self.traits = model_traits(pipe, self.model)
         self.pipe = pipe
@@ -181,25 +146,23 @@ class DiffusersEngine:
         groups: dict[tuple[Any, ...], list[_Job]] = {}
         for index, item in enumerate(inputs):
             params, seed = item.params, int(item.params.seed or 0)
-            term = blocked_term(params.prompt, self.blocklist)
-            if term is not None:
-                outputs[index] = EngineOutput(
-                    image=None, prompt=params.prompt, seed=seed, is_image_safe=False,
-                    error=f"prompt blocked by the content filter: {term!r}")
+            refused = refused_prompt(params, self.blocklist)
+            if refused is not None:
+                outputs[index] = refused
                 continue
             prompt = apply_magic_prompt(params.prompt, params.magic_prompt, params.style_type,
                                         seed, self.enhancer)
             plan = self._plan(params, prompt)
             groups.setdefault(self._key(params, plan), []).append(
                 _Job(index, item, plan, prompt, seed))
-        progress = _Progress(on_step, [g[0].plan.denoise_steps for g in groups.values()])
+        progress = BatchProgress(on_step, [g[0].plan.denoise_steps for g in groups.values()])
         for group in groups.values():
             for job, output in zip(group, self._generate(group, progress), strict=True):
                 outputs[job.index] = output
             progress.next_group()
         return [out for out in outputs if out is not None]
 
-    def _generate(self, group: list[_Job], progress: _Progress) -> list[EngineOutput]:
+    def _generate(self, group: list[_Job], progress: BatchProgress) -> list[EngineOutput]:
         """One pipeline call for jobs that share a key, then each image's finishing."""
         pipe, plan = self.pipe, group[0].plan
         width, height = plan.generation_size
@@ -218,12 +181,11 @@ class DiffusersEngine:
             args["height"], args["width"] = height, width
         if "callback_on_step_end" in self._call_args:
             args["callback_on_step_end"] = progress.callback
-        references = group[0].item.style_images
-        if self.ip_adapter:
-            args["ip_adapter_image_embeds"] = _ip_embeds(pipe, references, plan.guidance > 1.0)
-            pipe.set_ip_adapter_scale(IP_ADAPTER_SCALE if references else 0.0)
+        if self.ip_adapter:  # the group shares its references (they are part of the key)
+            args["ip_adapter_image_embeds"] = condition_on_references(
+                pipe, group[0].item.style_images, plan.guidance > 1.0)
         rows = len(group) if self.exact_batches else 1
-        with torch.inference_mode(), _rows_per_job(pipe, rows):
+        with torch.inference_mode(), rows_per_job(pipe, rows):
             result = pipe(**args)
         flagged = getattr(result, "nsfw_content_detected", None) or [False] * len(group)
         return [self._finish(job, image, bool(bad))
@@ -251,181 +213,16 @@ class DiffusersEngine:
             image = image.resize(params.size, Image.Resampling.LANCZOS)
         warnings: list[str] = []
         if job.item.style_images and not self.ip_adapter:
-            references = [_to_array(ref) for ref in job.item.style_images]
-            image = _to_image(dm.transfer_color_stats(_to_array(image), references))
+            references = [to_array(ref) for ref in job.item.style_images]
+            image = to_image(transfer_color_stats(to_array(image), references,
+                                                  dm.REFERENCE_TRANSFER))
             warnings.append(REFERENCE_WARNING)
         if plan.palette:
-            image = _to_image(transfer_palette(_to_array(image), plan.palette, dm.PALETTE_TRANSFER))
+            image = to_image(transfer_palette(to_array(image), plan.palette, dm.PALETTE_TRANSFER))
             details["color_palette"] = [
-                {"color_hex": "#{:02x}{:02x}{:02x}".format(*rgb), "color_weight": round(w, 3)}
+                {"color_hex": rgb_to_hex(rgb), "color_weight": round(w, 3)}
                 for rgb, w in plan.palette]
         if job.item.style_images:
             details["style_reference"] = "ip-adapter" if self.ip_adapter else "color-statistics"
         return EngineOutput(image=image, prompt=job.prompt, seed=job.seed, warnings=warnings,
                             details=details)
-
-
-class _Progress:
-    """Turns each group's `callback_on_step_end` into `on_step(step, total)` for the batch."""
-
-    def __init__(self, on_step: StepCallback, planned: list[int]) -> None:
-        self.on_step, self.planned = on_step, planned
-        self.group, self.done = 0, 0
-        self.current: int | None = None
-        """Denoising steps of the running group, as the pipeline counts them."""
-
-    def callback(self, pipe: Any, step: int, timestep: Any,
-                 kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Called by diffusers after each denoising step; `JobCancelled` propagates."""
-        steps = int(getattr(pipe, "num_timesteps", 0) or self.planned[self.group])
-        self.current = steps
-        total = self.done + steps + sum(self.planned[self.group + 1:])
-        self.on_step(self.done + step + 1, total)
-        return kwargs
-
-    def next_group(self) -> None:
-        """The group finished: its actual step count joins the done count."""
-        self.done += self.planned[self.group] if self.current is None else self.current
-        self.group += 1
-        self.current = None
-
-
-# -- the loaded model ----------------------------------------------------------------------------
-
-def model_traits(pipe: Any, model: str) -> dm.ModelTraits:
-    """Family, size multiple and native side of a loaded pipeline."""
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    config = dict(getattr(denoiser, "config", {}) or {})
-    family = dm.detect_family(type(pipe).__name__, type(pipe.scheduler).__name__, model,
-                              config.get("time_cond_proj_dim"))
-    scale = int(getattr(pipe, "vae_scale_factor", 8) or 8)
-    sample = getattr(pipe, "default_sample_size", None) or config.get("sample_size")
-    native = int(sample) * scale if isinstance(sample, int) else 1024
-    return dm.ModelTraits(family=family, multiple=scale * 2, native_side=native)
-
-
-def _use_sdpa(pipe: Any) -> None:
-    """PyTorch's fused attention (`AttnProcessor2_0`) on UNets still on another processor."""
-    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
-
-    unet = getattr(pipe, "unet", None)
-    processors = getattr(unet, "attn_processors", {})
-    if any(type(p) is AttnProcessor for p in processors.values()):
-        unet.set_attn_processor(AttnProcessor2_0())
-
-
-def _load_ip_adapter(pipe: Any, spec: str) -> None:
-    """`spec`: a local weight file, or "<owner>/<repo>/<subfolder>/<weight file>" on the hub."""
-    if getattr(pipe, "unet", None) is None:
-        raise EngineError(f"ip_adapter: {type(pipe).__name__} has no UNet to condition")
-    path = Path(spec).expanduser()
-    if path.is_file():
-        source, subfolder, weight = str(path.parent), "", path.name
-    else:
-        parts = spec.strip("/").split("/")
-        if len(parts) < 3:
-            raise EngineError(f"ip_adapter {spec!r}: give a weight file or owner/repo/.../file")
-        source, subfolder, weight = "/".join(parts[:2]), "/".join(parts[2:-1]), parts[-1]
-    try:
-        pipe.load_ip_adapter(source, subfolder=subfolder, weight_name=weight,
-                             local_files_only=path.is_file())
-    except Exception as exc:  # missing files, wrong architecture: one message
-        raise EngineError(f"cannot load the IP-Adapter {spec!r}: {exc}") from exc
-
-
-def _ip_embeds(pipe: Any, references: list[Image.Image], cfg: bool) -> list[torch.Tensor]:
-    """One averaged image embedding per IP-Adapter (zeros without references), CFG-stacked."""
-    from diffusers.models.embeddings import ImageProjection
-
-    images = references or [Image.new("RGB", (224, 224), (127, 127, 127))]
-    embeds = []
-    for layer in pipe.unet.encoder_hid_proj.image_projection_layers:
-        hidden = not isinstance(layer, ImageProjection)
-        with torch.inference_mode():
-            pos, neg = pipe.encode_image(images, pipe.device, 1, hidden)
-        pos, neg = pos.mean(0, keepdim=True)[None], neg.mean(0, keepdim=True)[None]
-        if not references:
-            pos = torch.zeros_like(pos)
-        embeds.append(torch.cat([neg, pos]) if cfg else pos)
-    return embeds
-
-
-# -- byte-exact batches -------------------------------------------------------------------------
-
-_PER_JOB_MODULES = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer")
-
-
-@contextmanager
-def _rows_per_job(pipe: Any, jobs: int) -> Iterator[None]:
-    """While active, the pipeline's models run each job's rows as a call of their own."""
-    targets = [(getattr(pipe, n, None), "forward") for n in _PER_JOB_MODULES]
-    targets.append((getattr(pipe, "vae", None), "decode"))
-    patched = []
-    if jobs > 1:
-        for module, attr in targets:
-            if module is None:
-                continue
-            saved = module.__dict__.get(attr)
-            setattr(module, attr, _split_by_job(getattr(module, attr), jobs))
-            patched.append((module, attr, saved))
-    try:
-        yield
-    finally:
-        for module, attr, saved in patched:
-            if saved is None:
-                delattr(module, attr)
-            else:
-                setattr(module, attr, saved)
-
-
-def _split_by_job(fn: Callable[..., Any], jobs: int) -> Callable[..., Any]:
-    """`fn` run once per job on rows `i, i + jobs, ...` (diffusers stacks CFG halves), merged."""
-    def call(*args: Any, **kwargs: Any) -> Any:
-        rows = _first_rows(args, kwargs)
-        if rows is None or rows % jobs or rows == 1:
-            return fn(*args, **kwargs)
-        groups = [[i + k * jobs for k in range(rows // jobs)] for i in range(jobs)]
-        outs = [fn(*_take(args, idx, rows), **_take(kwargs, idx, rows)) for idx in groups]
-        order = torch.tensor([r for g in groups for r in g])
-        return _merge(outs, torch.argsort(order), rows)
-
-    return call
-
-
-def _first_rows(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
-    tensors = (v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor) and v.dim())
-    return next((int(t.shape[0]) for t in tensors), None)
-
-
-def _take(value: Any, idx: list[int], rows: int) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value[idx] if value.dim() > 0 and value.shape[0] == rows else value
-    if isinstance(value, dict):
-        return {k: _take(v, idx, rows) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_take(v, idx, rows) for v in value)
-    return value
-
-
-def _merge(outs: list[Any], inverse: torch.Tensor, rows: int) -> Any:
-    first = outs[0]
-    if isinstance(first, torch.Tensor):
-        if first.dim() == 0 or sum(o.shape[0] for o in outs) != rows:
-            return first
-        return torch.cat(outs)[inverse]
-    if isinstance(first, dict):  # diffusers' and transformers' ModelOutput are dicts
-        merged = {k: _merge([o[k] for o in outs], inverse, rows) for k in first}
-        return type(first)(**merged)
-    if isinstance(first, (list, tuple)):
-        return type(first)(_merge(list(items), inverse, rows) for items in zip(*outs, strict=True))
-    return first
-
-
-# -- pixels --------------------------------------------------------------------------------------
-
-def _to_array(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def _to_image(array: np.ndarray) -> Image.Image:
-    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))

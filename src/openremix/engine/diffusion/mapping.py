@@ -14,10 +14,10 @@ post-processing of one image need. `DiffusersEngine` runs it; tests check it wit
 | `negative_prompt` | `negative_prompt` | user text, then the style type's negative; a list in a batch; no effect where guidance <= 1 |
 | `style_type` | prompt, negative, guidance | GENERAL: prompt as is; REALISTIC: photographic suffix, guidance x0.85; DESIGN: flat graphic suffix, x1.15; FICTION / STYLIZED: illustrative suffix, x1.05; AUTO: picked from the prompt's words (`photo` -> REALISTIC, `logo` -> DESIGN, ...) |
 | `style_codes` | prompt, strength, guidance, palette | four hex digits of each code pick a style fragment (16), a palette preset or none (9), a strength shift (16 steps in ±0.08) and a guidance factor (0.90..1.20); several codes: fragments joined, shifts and factors averaged, palettes merged; a `color_palette` replaces the codes' palettes |
-| `style_reference_images` | `ip_adapter_image_embeds` | with an IP-Adapter configured: the references' averaged image embedding; without: the references' Lab mean/std is moved onto the output (warning in the result) |
+| `style_reference_images` | `ip_adapter_image_embeds` | with an IP-Adapter configured: the references' averaged image embedding; without: the references' Lab mean/std is moved onto the output (`palette.transfer_color_stats`, amount 0.7; warning in the result) |
 | `color_palette` | prompt + post-processing | "color palette of <named colours>" appended to the prompt, then `palette.transfer_palette` in Lab (amount 0.6, weighted by `color_weight`) |
-| `magic_prompt` | prompt | `prompting.apply_magic_prompt`; the used prompt is returned |
-| content filter | — | `prompting.blocked_term` -> no image; the pipeline's safety checker where it has one |
+| `magic_prompt` | prompt | `prompting.template.apply_magic_prompt`; the used prompt is returned |
+| content filter | — | `safety.blocked_term` -> no image; the pipeline's safety checker where it has one |
 """  # noqa: E501 (a Markdown table for the README)
 
 from __future__ import annotations
@@ -28,14 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from openremix.contract.palettes import PALETTE_PRESETS, hex_to_rgb, palette_colors
+from openremix.contract.palettes import PALETTE_PRESETS, ColorPalette, palette_colors
 from openremix.contract.request import RemixRequest
-from openremix.engine.palette import apply_color_map, lab_to_rgb, rgb_to_lab
-
-RGB = tuple[int, int, int]
-PaletteColors = list[tuple[RGB, float]]
+from openremix.engine.palette import RGB, PaletteColors
 
 STRENGTH_AT_WEIGHT_1 = 0.96
 STRENGTH_AT_WEIGHT_100 = 0.08
@@ -259,37 +254,6 @@ def palette_phrase(colors: PaletteColors, most: int = 4) -> str:
     return f"color palette of {listed}"
 
 
-def preset_colors(name: str) -> PaletteColors:
-    """A palette preset's colours with weights summing to 1."""
-    pairs = PALETTE_PRESETS[name]
-    total = sum(w for _, w in pairs)
-    return [(hex_to_rgb(h), w / total) for h, w in pairs]
-
-
-def _lab_stats(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 65536)))
-    lab = rgb_to_lab(image[::step, ::step]).reshape(-1, 3)
-    return lab.mean(0), lab.std(0) + 1e-3
-
-
-def transfer_color_stats(image: np.ndarray, references: Sequence[np.ndarray],
-                         amount: float = REFERENCE_TRANSFER) -> np.ndarray:
-    """Move `image`'s Lab mean and spread (HxWx3, 0..1) toward the references' average.
-
-    The fallback for `style_reference_images` without an IP-Adapter; `amount` 0..1.
-    """
-    stats = [_lab_stats(ref) for ref in references]
-    ref_mean = np.mean([m for m, _ in stats], axis=0)
-    ref_std = np.mean([s for _, s in stats], axis=0)
-    mean, std = _lab_stats(image)
-
-    def to_references(cube: np.ndarray) -> np.ndarray:
-        lab = rgb_to_lab(cube)
-        return lab_to_rgb(lab + amount * ((lab - mean) / std * ref_std + ref_mean - lab))
-
-    return apply_color_map(image, to_references)
-
-
 # --- the plan ---------------------------------------------------------------------------------
 
 @dataclass
@@ -335,7 +299,8 @@ def plan_remix(params: RemixRequest, prompt: str, traits: ModelTraits,
         factor *= sum(c.guidance_factor for c in codes) / len(codes)
         for c in codes:
             if c.palette:
-                palette += [(rgb, w / len(codes)) for rgb, w in preset_colors(c.palette)]
+                preset = palette_colors(ColorPalette(name=c.palette))
+                palette += [(rgb, w / len(codes)) for rgb, w in preset]
     strength = round(min(max(strength, STRENGTH_RANGE[0]), STRENGTH_RANGE[1]), 3)
     if params.color_palette is not None:
         palette = palette_colors(params.color_palette)  # the user's palette wins over codes'

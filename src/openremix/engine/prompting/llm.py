@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from openremix.engine.model_packages import packaged_file
 from openremix.engine.prompting.template import PromptEnhancer, TemplatePromptEnhancer
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,7 @@ Completer = Callable[[str, int], str]
 
 def model_path() -> Path | None:
     """The packaged GGUF file, found without importing its package (None if not installed)."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / MODEL_FILE
-        if candidate.is_file():
-            return candidate
-    return None
+    return packaged_file(MODEL_PACKAGE, MODEL_FILE)
 
 
 def available() -> bool:

@@ -1,10 +1,10 @@
-"""Magic prompt (a seeded template enhancer) and the prompt content filter.
+"""Magic prompt: a seeded template enhancer (the content filter is `engine.safety`).
 
 `magic_prompt`: AUTO enhances short or vague prompts, ON always, OFF never. The user's text is
 kept as the prefix; a few style, light and detail phrases are appended, chosen by the seed from
 lists that fit the `style_type`. The style engine matches styles against the used prompt, so
 the added phrases also steer the look. Where the optional `llm` extra is installed, the engine
-uses `llm_prompting.LlamaPromptEnhancer` (SmolLM2) behind the same `PromptEnhancer` protocol;
+uses `prompting.llm.LlamaPromptEnhancer` (SmolLM2) behind the same `PromptEnhancer` protocol;
 this template is its fallback.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
 from typing import Protocol
 
 MIN_WORDS = 6
@@ -47,12 +46,6 @@ LIGHT_PHRASES = ("golden hour light", "soft diffused light", "dramatic side ligh
                  "cool moonlit tones", "warm ambient glow", "high contrast light")
 DETAIL_PHRASES = ("rich textures", "harmonious color palette", "fine detail",
                   "balanced composition", "vivid colors", "subtle film grain")
-
-DEFAULT_BLOCKLIST: tuple[str, ...] = (
-    "child pornography", "child porn", "csam", "bestiality", "beheading", "snuff film",
-)
-"""Terms the default content filter refuses (whole words, case-insensitive)."""
-
 
 class PromptEnhancer(Protocol):
     """Rewrites a prompt into a richer one; deterministic for a given seed."""
@@ -97,12 +90,3 @@ def apply_magic_prompt(
         return prompt
     return (enhancer or TemplatePromptEnhancer()).enhance(prompt, style_type, seed)
 
-
-def blocked_term(text: str, blocklist: Iterable[str] = DEFAULT_BLOCKLIST) -> str | None:
-    """The first blocklisted term found in `text` (whole words), or None."""
-    lowered = " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-    for term in blocklist:
-        needle = " ".join(re.findall(r"[a-z0-9]+", term.lower()))
-        if needle and re.search(rf"\b{re.escape(needle)}\b", lowered):
-            return term
-    return None

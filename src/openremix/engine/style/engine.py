@@ -29,17 +29,14 @@ from PIL import Image
 from openremix.contract.request import RemixRequest
 from openremix.engine import palette as pal
 from openremix.engine.base import EngineError, EngineInput, EngineOutput, StepCallback
+from openremix.engine.pixels import to_array, to_image
 from openremix.engine.prompting.llm import LlamaPromptEnhancer, default_enhancer
-from openremix.engine.prompting.template import (
-    DEFAULT_BLOCKLIST,
-    PromptEnhancer,
-    apply_magic_prompt,
-    blocked_term,
-)
+from openremix.engine.prompting.template import PromptEnhancer, apply_magic_prompt
+from openremix.engine.safety import DEFAULT_BLOCKLIST, refused_prompt
 from openremix.engine.style import semantic as semantic_matching
 from openremix.engine.style.library import StyleBlend, StyleLibrary, load_library
 from openremix.engine.style.matching import match_styles, pick_blend
-from openremix.engine.style.networks import StyleNetworks, to_array, to_image
+from openremix.engine.style.networks import StyleNetworks
 from openremix.media.images import center_crop_resize
 
 log = logging.getLogger(__name__)
@@ -174,10 +171,9 @@ class StyleEngine:
     def _remix_one(self, item: EngineInput, tick: Any) -> EngineOutput:
         params = item.params
         seed = int(params.seed or 0)
-        term = blocked_term(params.prompt, self.blocklist)
-        if term is not None:
-            return EngineOutput(image=None, prompt=params.prompt, seed=seed, is_image_safe=False,
-                                error=f"prompt blocked by the content filter: {term!r}")
+        refused = refused_prompt(params, self.blocklist)
+        if refused is not None:
+            return refused
         prompt = apply_magic_prompt(params.prompt, params.magic_prompt, params.style_type, seed,
                                     self.enhancer)
         speed = SPEEDS[params.rendering_speed]

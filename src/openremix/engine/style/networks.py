@@ -19,6 +19,8 @@ from importlib import resources
 import numpy as np
 from PIL import Image
 
+from openremix.engine.pixels import to_image
+
 PREDICT_SIZE = 256
 _MULTIPLE = 4  # the transform networks downsample twice by 2
 _FIXED_SIDE = 384
@@ -173,13 +175,3 @@ def _pad(content: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     ph, pw = (-h) % _MULTIPLE, (-w) % _MULTIPLE
     x = np.pad(content, ((0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else content
     return np.ascontiguousarray(x, dtype=np.float32), (h, w)
-
-
-def to_image(array: np.ndarray) -> Image.Image:
-    """HxWx3 float 0..1 -> RGB PIL image (rounded, clipped)."""
-    return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-
-
-def to_array(image: Image.Image) -> np.ndarray:
-    """RGB PIL image -> HxWx3 float32 0..1."""
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

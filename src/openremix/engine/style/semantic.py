@@ -1,6 +1,6 @@
 """Prompt -> library style weights by meaning: all-MiniLM-L6-v2 sentence embeddings.
 
-The lexical matcher (`style_matching`) only sees words a style's labels contain, so "80s synth
+The lexical matcher (`style.matching`) only sees words a style's labels contain, so "80s synth
 album cover" or "made of coloured glass pieces" find little. This matcher embeds each style's
 texts once (its name with its description, and each tag; mean pooling, L2-normalised, cached).
 A prompt's similarity to a style is half its mean cosine to those texts and half the best one
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from openremix.engine.model_packages import packaged_file
 from openremix.engine.style.library import LibraryStyle, StyleLibrary
 from openremix.engine.style.matching import ADDED_WORDS_WEIGHT
 
@@ -45,14 +46,8 @@ Embedder = Callable[[Sequence[str]], np.ndarray]
 
 def model_dir() -> Path | None:
     """The packaged model folder, found without importing anything (None if not installed)."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / "model"
-        if (candidate / "config.json").is_file():
-            return candidate
-    return None
+    config = packaged_file(MODEL_PACKAGE, "model/config.json")
+    return None if config is None else config.parent
 
 
 def available() -> bool:
