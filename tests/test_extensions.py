@@ -1,13 +1,21 @@
-"""Beyond the hosted API: idempotency, cancel, live events, queue deadlines, metrics, health."""
+"""Beyond the hosted API: idempotency, cancel, live events (and the SDK resuming them), queue
+deadlines, metrics, health."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
+import re
+import socket
+import threading
 import time
 
 import httpx
 import pytest
 
+from openremix.client import AsyncClient, Client, Status
 from tests.support.servers import OTHER_KEY, TEST_KEY, OpenRemixProcess
 
 MODEL = "ideogram-3-remix"
@@ -88,6 +96,31 @@ def test_idempotency_key_returns_the_same_request_and_conflicts_on_another_body(
     assert "Idempotency-Key" in other.json()["error"]
     fresh = submit(queue_only.base_url, body(astronaut_uri), **{"Idempotency-Key": "order-2"})
     assert fresh.json()["request_id"] != first.json()["request_id"]
+
+
+def test_idempotency_key_matches_the_request_not_its_spelling(queue_only, astronaut_uri):
+    """Bodies that validate to the same request replay it; another request (webhook included)
+    under the same key is a conflict."""
+    key = {"Idempotency-Key": "spelling-1"}
+    hook = {"webhook_url": "https://hooks.example.com/done",
+            "webhook_events": ["completed", "failed"]}
+    first = submit(queue_only.base_url, body(astronaut_uri, **hook), **key)
+    assert first.status_code == 200
+    respelled = {  # other key order, other case, a whole float, nulls, an explicit default
+        "webhook_events": ["FAILED", "completed"], "rendering_speed": "turbo", "seed": 2.0,
+        "prompt": "stained glass window", "image": f"  {astronaut_uri}", "style_codes": [],
+        "negative_prompt": None, "image_weight": 50, "webhook_url": hook["webhook_url"],
+    }
+    again = submit(queue_only.base_url, respelled, **key)
+    assert again.status_code == 200, again.text
+    assert again.json()["request_id"] == first.json()["request_id"]
+    for other in (body(astronaut_uri, **hook, rendering_speed="QUALITY"),
+                  body(astronaut_uri, **hook, negative_prompt="blur"),
+                  body(astronaut_uri, webhook_url="https://hooks.example.com/other"),
+                  body(astronaut_uri, **{**hook, "webhook_events": ["failed"]}),
+                  body(astronaut_uri)):
+        answer = submit(queue_only.base_url, other, **key)
+        assert answer.status_code == 409, other
 
 
 def test_cancel_a_queued_request_refunds_and_never_runs(queue_only, astronaut_uri):
@@ -186,3 +219,115 @@ def test_metrics_and_health(slow, astronaut_uri):
     assert "openremix_engine_step_seconds_count" in text
     assert httpx.get(f"{slow.base_url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{slow.base_url}/readyz").json()["status"] == "ready"
+
+
+# --- the SDK resumes a cut event stream (Last-Event-ID) -------------------------------------
+
+
+class CuttingProxy:
+    """A loopback TCP proxy in front of a server. It cuts the first answer that has carried
+    `cut_after` complete events (the connection just closes, as on a network drop), and keeps
+    what each connection sent and received."""
+
+    def __init__(self, upstream_port: int, cut_after: int) -> None:
+        self.upstream_port = upstream_port
+        self.cut_after = cut_after
+        self.sent: list[bytes] = []
+        self.received: list[bytes] = []
+        self.cuts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            index = len(self.sent)
+            self.sent.append(b"")
+            self.received.append(b"")
+            for pump in (self._pump_requests, self._pump_answers):
+                threading.Thread(target=pump, args=(client, upstream, index), daemon=True).start()
+
+    def _pump_requests(self, client: socket.socket, upstream: socket.socket, index: int) -> None:
+        while (data := _recv(client)) and _send(upstream, data):
+            self.sent[index] += data
+        _close(client, upstream)
+
+    def _pump_answers(self, client: socket.socket, upstream: socket.socket, index: int) -> None:
+        while (data := _recv(upstream)) and _send(client, data):
+            self.received[index] += data
+            if self.cuts == 0 and self.received[index].count(b"\n\n") >= self.cut_after:
+                self.cuts += 1
+                break
+        _close(client, upstream)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
+
+
+def _send(sock: socket.socket, data: bytes) -> bool:
+    try:
+        sock.sendall(data)
+    except OSError:
+        return False
+    return True
+
+
+def _close(*socks: socket.socket) -> None:
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def assert_resumed_without_repeats(proxy: CuttingProxy, statuses: list[Status]) -> None:
+    assert proxy.cuts == 1
+    assert statuses[-1].state == "COMPLETED"
+    markers = [(s.state, s.progress.step if s.progress else 0, s.queue_position)
+               for s in statuses]
+    assert all(a != b for a, b in itertools.pairwise(markers)), markers  # nothing repeated
+    steps = [step for state, step, _ in markers if state == "PROCESSING"]
+    assert steps == sorted(steps), markers
+    # The reconnection named the last event that came whole through the cut connection.
+    complete = proxy.received[0][: proxy.received[0].rindex(b"\n\n")]
+    last_seen = re.findall(rb"\nid: (\d+)\n", complete)[-1].decode()
+    assert len(proxy.sent) >= 2
+    assert f"last-event-id: {last_seen}\r\n".encode() in proxy.sent[1].lower()
+
+
+def test_sdk_events_resume_after_the_stream_is_cut(slow, astronaut_uri):
+    request_id = submit(slow.base_url, body(astronaut_uri)).json()["request_id"]
+    proxy = CuttingProxy(slow.port, cut_after=2)
+    try:
+        with Client(api_key=TEST_KEY, base_url=proxy.base_url) as sdk:
+            statuses = list(sdk.job(request_id).events(timeout=60))
+    finally:
+        proxy.close()
+    assert_resumed_without_repeats(proxy, statuses)
+    assert all(s.request_id == request_id for s in statuses)
+
+
+def test_async_sdk_events_resume_after_the_stream_is_cut(slow, astronaut_uri):
+    request_id = submit(slow.base_url, body(astronaut_uri)).json()["request_id"]
+    proxy = CuttingProxy(slow.port, cut_after=2)
+
+    async def main() -> list[Status]:
+        async with AsyncClient(api_key=TEST_KEY, base_url=proxy.base_url) as sdk:
+            return [status async for status in sdk.job(request_id).events(timeout=60)]
+
+    try:
+        statuses = asyncio.run(main())
+    finally:
+        proxy.close()
+    assert_resumed_without_repeats(proxy, statuses)

@@ -18,16 +18,26 @@ _JSON_FORM_FIELDS = frozenset(
 _FILE_FIELDS = frozenset({"image", "style_reference_images"})
 
 
-async def read_limited_body(request: Request, limit: int) -> bytes:
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
+
+
+def _refuse_declared_oversize(request: Request, limit: int) -> None:
+    """413 before reading anything when Content-Length already says too much."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
+        raise _too_large(limit)
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `limit` bytes (whatever it claims)."""
+    _refuse_declared_oversize(request, limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -59,9 +69,7 @@ async def read_submit_body(request: Request, limit: int) -> dict[str, Any]:
 
 
 async def _read_multipart(request: Request, limit: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
+    _refuse_declared_oversize(request, limit)
     try:
         form = await request.form(max_part_size=limit)
     except Exception as exc:

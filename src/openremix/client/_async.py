@@ -7,52 +7,27 @@ Results come back with their image already downloaded, so `Result.bytes`, `.imag
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal, overload
 
 import httpx
 from typing_extensions import Unpack
 
-from openremix.client._inputs import ImageInput, RemixParams, build_body
-from openremix.client._results import (
-    Credits,
-    ProgressCallback,
-    Result,
-    Status,
-    Waiter,
-    failure,
-)
-from openremix.client._transport import (
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
-    RETRY_STATUSES,
-    AsyncTransport,
-    RequestSpec,
-    SSEDecoder,
-)
-from openremix.contract.params import MODEL_SLUG
+from openremix.client._base import ClientBase, JobBase, check_sync_wait
+from openremix.client._errors import APIError, ConnectionError
+from openremix.client._inputs import ImageInput, RemixParams
+from openremix.client._results import Credits, ProgressCallback, Result, Status, Waiter
+from openremix.client._transport import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, AsyncTransport
+from openremix.contract.errors import OpenRemixError
 
 
-class AsyncJob:
+class AsyncJob(JobBase[AsyncTransport]):
     """A submitted remix, known by its `request_id`. Cheap to create: nothing is fetched until
     a method is called."""
 
-    def __init__(self, transport: AsyncTransport, request_id: str,
-                 status_url: str | None = None, response_url: str | None = None) -> None:
-        self._transport = transport
-        self.request_id = request_id
-        self.status_url = status_url or transport.url(f"/v2/requests/{request_id}/status")
-        self.response_url = response_url or transport.url(f"/v2/requests/{request_id}")
-
-    def __repr__(self) -> str:
-        return f"AsyncJob(request_id={self.request_id!r})"
-
     async def status(self) -> Status:
         """The job's current status (a FAILED job is a status here, not an error)."""
-        response = await self._transport.request(
-            RequestSpec("GET", self.status_url, accept=frozenset({422})))
-        return Status.from_body(response.json(), self.request_id)
+        return self._status_from(await self._transport.request(self._status_request()))
 
     async def wait(self, timeout: float = 600.0, interval: float = 0.5,
                    on_progress: ProgressCallback | None = None) -> Result:
@@ -65,45 +40,43 @@ class AsyncJob:
 
     async def result(self) -> Result:
         """The Result; waits (with `wait()`'s defaults) if the job is still running."""
-        response = await self._transport.request(
-            RequestSpec("GET", self.response_url, accept=frozenset({422})))
-        status = Status.from_body(response.json(), self.request_id)
-        if status.state == "FAILED":
-            raise failure(status)
-        if status.state != "COMPLETED":
+        body = self._completed_body(await self._transport.request(self._result_request()))
+        if body is None:
             return await self.wait()
-        return await _loaded(Result.from_body(response.json(), None), self._transport)
+        return await _loaded(Result.from_body(body, None), self._transport)
 
     async def cancel(self) -> Status:
         """Cancel the job (extension): a queued one never runs, a running one stops at its next
         step, and its credits are refunded. Returns the FAILED status ("cancelled"); a job that
         already COMPLETED raises Conflict."""
-        response = await self._transport.request(
-            RequestSpec("DELETE", self._transport.url(f"/v2/requests/{self.request_id}"),
-                        accept=frozenset({422})))
-        return Status.from_body(response.json(), self.request_id)
+        return self._status_from(await self._transport.request(self._cancel_request()))
 
     async def events(self, timeout: float = 600.0) -> AsyncIterator[Status]:
         """Follow the job as Server-Sent Events (extension): a Status per change of state,
-        queue position or step, ending with the terminal one."""
-        spec = RequestSpec("GET", self._transport.url(f"/v2/requests/{self.request_id}/events"),
-                           timeout=timeout)
-        decoder = SSEDecoder()
-        async with self._transport.stream(spec) as response:
-            async for line in response.aiter_lines():
-                event = decoder.feed(line)
-                if event is not None:
-                    status = Status.from_body(event[1], self.request_id, event[0])
-                    yield status
-                    if status.done:
-                        return
+        queue position or step, ending with the terminal one. A dropped connection is reopened
+        with `Last-Event-ID`, so the stream goes on where it stopped (up to `max_retries`
+        reopenings in a row); `timeout` bounds each wait for data, in seconds."""
+        follower = self._event_follower(timeout)
+        while True:
+            error: OpenRemixError | None = None
+            try:
+                async with self._transport.stream(follower.connection()) as response:
+                    async for line in response.aiter_lines():
+                        status = follower.feed(line)
+                        if status is not None:
+                            yield status
+                            if status.done:
+                                return
+            except (ConnectionError, APIError) as exc:
+                error = exc
+            await self._transport.sleep(follower.reconnect_delay(error))
 
     async def _completed_result(self) -> Result:
-        response = await self._transport.request(RequestSpec("GET", self.response_url))
+        response = await self._transport.request(self._result_request(failed_is_an_answer=False))
         return await _loaded(Result.from_body(response.json(), None), self._transport)
 
 
-class AsyncClient:
+class AsyncClient(ClientBase[AsyncTransport]):
     """The openremix API for asyncio: `Client`'s surface, awaited. Configured by arguments or
     the environment (`OPENREMIX_API_KEY`, `OPENREMIX_BASE_URL`, default http://127.0.0.1:8000;
     a trailing `/v1` is dropped, so the hosted API's base works too).
@@ -128,19 +101,6 @@ class AsyncClient:
         self._transport = AsyncTransport(api_key, base_url, timeout, max_retries,
                                          default_headers, http_client, _sleep)
 
-    @property
-    def base_url(self) -> str:
-        """The server root the client talks to (no trailing `/v1`)."""
-        return self._transport.base_url
-
-    @property
-    def api_key(self) -> str | None:
-        """The key sent as `x-api-key`."""
-        return self._transport.api_key
-
-    def __repr__(self) -> str:
-        return f"AsyncClient(base_url={self.base_url!r})"
-
     async def __aenter__(self) -> AsyncClient:
         return self
 
@@ -153,17 +113,19 @@ class AsyncClient:
 
     @overload
     async def remix(self, image: ImageInput, prompt: str, *, wait: Literal[True] = ...,
-              sync: bool = ..., timeout: float = ..., on_progress: ProgressCallback | None = ...,
-              idempotency_key: str | None = ..., validate: bool = ...,
-              extra_body: Mapping[str, Any] | None = ...,
-              **params: Unpack[RemixParams]) -> Result: ...
+                    sync: bool = ..., timeout: float = ...,
+                    on_progress: ProgressCallback | None = ...,
+                    idempotency_key: str | None = ..., validate: bool = ...,
+                    extra_body: Mapping[str, Any] | None = ...,
+                    **params: Unpack[RemixParams]) -> Result: ...
 
     @overload
     async def remix(self, image: ImageInput, prompt: str, *, wait: Literal[False],
-              sync: Literal[False] = ..., timeout: float = ...,
-              on_progress: ProgressCallback | None = ..., idempotency_key: str | None = ...,
-              validate: bool = ..., extra_body: Mapping[str, Any] | None = ...,
-              **params: Unpack[RemixParams]) -> AsyncJob: ...
+                    sync: Literal[False] = ..., timeout: float = ...,
+                    on_progress: ProgressCallback | None = ...,
+                    idempotency_key: str | None = ..., validate: bool = ...,
+                    extra_body: Mapping[str, Any] | None = ...,
+                    **params: Unpack[RemixParams]) -> AsyncJob: ...
 
     async def remix(
         self,
@@ -187,13 +149,14 @@ class AsyncClient:
         request id, since the job goes on. Parameters are checked locally first (BadRequest,
         status None) unless `validate=False`; `extra_body` adds keys sent as they are.
         """
+        check_sync_wait(sync, wait)
         if sync:
-            if not wait:
-                raise ValueError("sync=True always waits; use wait=False without sync")
-            return await self._remix_sync(image, prompt, timeout, idempotency_key, validate,
-                                    extra_body, params)
-        job = await self.submit(image, prompt, idempotency_key=idempotency_key, validate=validate,
-                          extra_body=extra_body, **params)
+            spec, request = self._sync_remix_request(image, prompt, params, extra_body, validate,
+                                                     idempotency_key, timeout)
+            response = await self._transport.request(spec)
+            return Result.from_sync_response(response, request, spec.json)
+        job = await self.submit(image, prompt, idempotency_key=idempotency_key,
+                                validate=validate, extra_body=extra_body, **params)
         return await job.wait(timeout=timeout, on_progress=on_progress) if wait else job
 
     async def submit(
@@ -208,13 +171,8 @@ class AsyncClient:
     ) -> AsyncJob:
         """Queue a remix (`POST /v2`) and return its AsyncJob at once. An `Idempotency-Key` is
         always sent (a fresh uuid4 unless given), so a retried submit never runs twice."""
-        body, _ = build_body(image, prompt, params, extra_body, validate)
-        response = await self._transport.request(RequestSpec(
-            "POST", self._transport.url(f"/v2/{MODEL_SLUG}"), json=body,
-            headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())}))
-        data = response.json()
-        return AsyncJob(self._transport, str(data["request_id"]), data.get("status_url"),
-                   data.get("response_url"))
+        spec = self._submit_request(image, prompt, params, extra_body, validate, idempotency_key)
+        return AsyncJob(self._transport, *self._submitted(await self._transport.request(spec)))
 
     def job(self, request_id: str) -> AsyncJob:
         """The AsyncJob of an earlier submit (nothing is fetched yet)."""
@@ -222,19 +180,7 @@ class AsyncClient:
 
     async def credits(self) -> Credits:
         """The calling key's balance."""
-        response = await self._transport.request(
-            RequestSpec("GET", self._transport.url("/v1/get-user-credits")))
-        return Credits.from_body(response.json())
-
-    async def _remix_sync(self, image: ImageInput, prompt: str, timeout: float,
-                    idempotency_key: str | None, validate: bool,
-                    extra_body: Mapping[str, Any] | None, params: Mapping[str, Any]) -> Result:
-        body, request = build_body(image, prompt, params, extra_body, validate)
-        response = await self._transport.request(RequestSpec(
-            "POST", self._transport.url(f"/v1/{MODEL_SLUG}"), json=body, timeout=timeout,
-            headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
-            retry_statuses=RETRY_STATUSES - {504}, sync_remix=True))
-        return Result.from_sync_response(response, request, body)
+        return self._credits_from(await self._transport.request(self._credits_request()))
 
 
 async def _loaded(result: Result, transport: AsyncTransport) -> Result:

@@ -3,52 +3,27 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, overload
 
 import httpx
 from typing_extensions import Unpack
 
-from openremix.client._inputs import ImageInput, RemixParams, build_body
-from openremix.client._results import (
-    Credits,
-    ProgressCallback,
-    Result,
-    Status,
-    Waiter,
-    failure,
-)
-from openremix.client._transport import (
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
-    RETRY_STATUSES,
-    RequestSpec,
-    SSEDecoder,
-    SyncTransport,
-)
-from openremix.contract.params import MODEL_SLUG
+from openremix.client._base import ClientBase, JobBase, check_sync_wait
+from openremix.client._errors import APIError, ConnectionError
+from openremix.client._inputs import ImageInput, RemixParams
+from openremix.client._results import Credits, ProgressCallback, Result, Status, Waiter
+from openremix.client._transport import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, SyncTransport
+from openremix.contract.errors import OpenRemixError
 
 
-class Job:
+class Job(JobBase[SyncTransport]):
     """A submitted remix, known by its `request_id`. Cheap to create: nothing is fetched until
     a method is called."""
 
-    def __init__(self, transport: SyncTransport, request_id: str,
-                 status_url: str | None = None, response_url: str | None = None) -> None:
-        self._transport = transport
-        self.request_id = request_id
-        self.status_url = status_url or transport.url(f"/v2/requests/{request_id}/status")
-        self.response_url = response_url or transport.url(f"/v2/requests/{request_id}")
-
-    def __repr__(self) -> str:
-        return f"Job(request_id={self.request_id!r})"
-
     def status(self) -> Status:
         """The job's current status (a FAILED job is a status here, not an error)."""
-        response = self._transport.request(
-            RequestSpec("GET", self.status_url, accept=frozenset({422})))
-        return Status.from_body(response.json(), self.request_id)
+        return self._status_from(self._transport.request(self._status_request()))
 
     def wait(self, timeout: float = 600.0, interval: float = 0.5,
              on_progress: ProgressCallback | None = None) -> Result:
@@ -61,45 +36,43 @@ class Job:
 
     def result(self) -> Result:
         """The Result; waits (with `wait()`'s defaults) if the job is still running."""
-        response = self._transport.request(
-            RequestSpec("GET", self.response_url, accept=frozenset({422})))
-        status = Status.from_body(response.json(), self.request_id)
-        if status.state == "FAILED":
-            raise failure(status)
-        if status.state != "COMPLETED":
+        body = self._completed_body(self._transport.request(self._result_request()))
+        if body is None:
             return self.wait()
-        return Result.from_body(response.json(), self._transport.download)
+        return Result.from_body(body, self._transport.download)
 
     def cancel(self) -> Status:
         """Cancel the job (extension): a queued one never runs, a running one stops at its next
         step, and its credits are refunded. Returns the FAILED status ("cancelled"); a job that
         already COMPLETED raises Conflict."""
-        response = self._transport.request(
-            RequestSpec("DELETE", self._transport.url(f"/v2/requests/{self.request_id}"),
-                        accept=frozenset({422})))
-        return Status.from_body(response.json(), self.request_id)
+        return self._status_from(self._transport.request(self._cancel_request()))
 
     def events(self, timeout: float = 600.0) -> Iterator[Status]:
         """Follow the job as Server-Sent Events (extension): a Status per change of state,
-        queue position or step, ending with the terminal one."""
-        spec = RequestSpec("GET", self._transport.url(f"/v2/requests/{self.request_id}/events"),
-                           timeout=timeout)
-        decoder = SSEDecoder()
-        with self._transport.stream(spec) as response:
-            for line in response.iter_lines():
-                event = decoder.feed(line)
-                if event is not None:
-                    status = Status.from_body(event[1], self.request_id, event[0])
-                    yield status
-                    if status.done:
-                        return
+        queue position or step, ending with the terminal one. A dropped connection is reopened
+        with `Last-Event-ID`, so the stream goes on where it stopped (up to `max_retries`
+        reopenings in a row); `timeout` bounds each wait for data, in seconds."""
+        follower = self._event_follower(timeout)
+        while True:
+            error: OpenRemixError | None = None
+            try:
+                with self._transport.stream(follower.connection()) as response:
+                    for line in response.iter_lines():
+                        status = follower.feed(line)
+                        if status is not None:
+                            yield status
+                            if status.done:
+                                return
+            except (ConnectionError, APIError) as exc:
+                error = exc
+            self._transport.sleep(follower.reconnect_delay(error))
 
     def _completed_result(self) -> Result:
-        response = self._transport.request(RequestSpec("GET", self.response_url))
+        response = self._transport.request(self._result_request(failed_is_an_answer=False))
         return Result.from_body(response.json(), self._transport.download)
 
 
-class Client:
+class Client(ClientBase[SyncTransport]):
     """The openremix API, blocking. Configured by arguments or the environment
     (`OPENREMIX_API_KEY`, `OPENREMIX_BASE_URL`, default http://127.0.0.1:8000; a trailing
     `/v1` is dropped, so the hosted API's base works too).
@@ -123,19 +96,6 @@ class Client:
     ) -> None:
         self._transport = SyncTransport(api_key, base_url, timeout, max_retries,
                                         default_headers, http_client, _sleep)
-
-    @property
-    def base_url(self) -> str:
-        """The server root the client talks to (no trailing `/v1`)."""
-        return self._transport.base_url
-
-    @property
-    def api_key(self) -> str | None:
-        """The key sent as `x-api-key`."""
-        return self._transport.api_key
-
-    def __repr__(self) -> str:
-        return f"Client(base_url={self.base_url!r})"
 
     def __enter__(self) -> Client:
         return self
@@ -183,11 +143,11 @@ class Client:
         request id, since the job goes on. Parameters are checked locally first (BadRequest,
         status None) unless `validate=False`; `extra_body` adds keys sent as they are.
         """
+        check_sync_wait(sync, wait)
         if sync:
-            if not wait:
-                raise ValueError("sync=True always waits; use wait=False without sync")
-            return self._remix_sync(image, prompt, timeout, idempotency_key, validate,
-                                    extra_body, params)
+            spec, request = self._sync_remix_request(image, prompt, params, extra_body, validate,
+                                                     idempotency_key, timeout)
+            return Result.from_sync_response(self._transport.request(spec), request, spec.json)
         job = self.submit(image, prompt, idempotency_key=idempotency_key, validate=validate,
                           extra_body=extra_body, **params)
         return job.wait(timeout=timeout, on_progress=on_progress) if wait else job
@@ -204,13 +164,8 @@ class Client:
     ) -> Job:
         """Queue a remix (`POST /v2`) and return its Job at once. An `Idempotency-Key` is always
         sent (a fresh uuid4 unless given), so a retried submit never runs twice."""
-        body, _ = build_body(image, prompt, params, extra_body, validate)
-        response = self._transport.request(RequestSpec(
-            "POST", self._transport.url(f"/v2/{MODEL_SLUG}"), json=body,
-            headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())}))
-        data = response.json()
-        return Job(self._transport, str(data["request_id"]), data.get("status_url"),
-                   data.get("response_url"))
+        spec = self._submit_request(image, prompt, params, extra_body, validate, idempotency_key)
+        return Job(self._transport, *self._submitted(self._transport.request(spec)))
 
     def job(self, request_id: str) -> Job:
         """The Job of an earlier submit (nothing is fetched yet)."""
@@ -218,16 +173,4 @@ class Client:
 
     def credits(self) -> Credits:
         """The calling key's balance."""
-        response = self._transport.request(
-            RequestSpec("GET", self._transport.url("/v1/get-user-credits")))
-        return Credits.from_body(response.json())
-
-    def _remix_sync(self, image: ImageInput, prompt: str, timeout: float,
-                    idempotency_key: str | None, validate: bool,
-                    extra_body: Mapping[str, Any] | None, params: Mapping[str, Any]) -> Result:
-        body, request = build_body(image, prompt, params, extra_body, validate)
-        response = self._transport.request(RequestSpec(
-            "POST", self._transport.url(f"/v1/{MODEL_SLUG}"), json=body, timeout=timeout,
-            headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
-            retry_statuses=RETRY_STATUSES - {504}, sync_remix=True))
-        return Result.from_sync_response(response, request, body)
+        return self._credits_from(self._transport.request(self._credits_request()))

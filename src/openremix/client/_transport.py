@@ -1,13 +1,13 @@
-"""HTTP for the SDK: configuration, one request with retries, and Server-Sent Events decoding.
+"""HTTP for the SDK: configuration, and one request with retries.
 
-The retry policy is pure (`retry_delay`) and shared; `SyncTransport` and `AsyncTransport` are
-the same short loop around it, one over `httpx.Client`, the other over `httpx.AsyncClient`.
+The retry policy is pure (`retry_delay`, `_Config.settle`) and shared; `SyncTransport` and
+`AsyncTransport` are the same short loop around it, one over `httpx.Client`, the other over
+`httpx.AsyncClient`. Server-Sent Events are decoded in `_events.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
@@ -25,7 +25,6 @@ from openremix.client._errors import (
     error_from_response,
     retry_after_seconds,
 )
-from openremix.contract.errors import OpenRemixError
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
@@ -146,6 +145,23 @@ class _Config:
         total = spec.timeout if spec.timeout is not None else self.timeout
         return httpx.Timeout(total, connect=min(total, 10.0))
 
+    def send_args(self, spec: RequestSpec) -> dict[str, Any]:
+        """What `httpx` needs to send `spec` (no body for a stream, which only GETs)."""
+        return {"method": spec.method, "url": spec.url, "headers": self.headers(spec),
+                "timeout": self.http_timeout(spec)}
+
+    def settle(
+        self, spec: RequestSpec, attempt: int, outcome: httpx.Response | Exception
+    ) -> httpx.Response | float:
+        """After attempt number `attempt`: the response to return, or the seconds to wait before
+        the next attempt. Raises the error of a final failure."""
+        delay = retry_delay(spec, attempt, self.max_retries, outcome)
+        if delay is not None:
+            return delay
+        if isinstance(outcome, Exception):
+            raise connection_error(spec, outcome) from outcome
+        return check_response(spec, outcome)
+
 
 class SyncTransport(_Config):
     """Requests over an `httpx.Client`, retried per `retry_delay`."""
@@ -165,23 +181,19 @@ class SyncTransport(_Config):
         self.http = http_client or httpx.Client()
         self.sleep = sleep
 
-    def request(self, spec: RequestSpec) -> httpx.Response:
+    def request(self, spec: RequestSpec, http: httpx.Client | None = None) -> httpx.Response:
+        """`spec`'s answer, retried per `retry_delay`; `http` overrides the client's pool."""
         attempt = 0
         while True:
             outcome: httpx.Response | Exception
             try:
-                outcome = self.http.request(
-                    spec.method, spec.url, json=spec.json, headers=self.headers(spec),
-                    timeout=self.http_timeout(spec),
-                )
+                outcome = (http or self.http).request(**self.send_args(spec), json=spec.json)
             except httpx.TransportError as exc:
                 outcome = exc
-            delay = retry_delay(spec, attempt, self.max_retries, outcome)
-            if delay is None:
-                if isinstance(outcome, Exception):
-                    raise connection_error(spec, outcome) from outcome
-                return check_response(spec, outcome)
-            self.sleep(delay)
+            step = self.settle(spec, attempt, outcome)
+            if isinstance(step, httpx.Response):
+                return step
+            self.sleep(step)
             attempt += 1
 
     def download(self, url: str) -> bytes:
@@ -189,15 +201,14 @@ class SyncTransport(_Config):
         spec = RequestSpec("GET", url, auth=False)
         if self.http.is_closed:  # a Result outlived its `with Client()` block
             with httpx.Client() as http:
-                return _fetch_once(spec, self, http)
+                return self.request(spec, http).content
         return self.request(spec).content
 
     @contextmanager
     def stream(self, spec: RequestSpec) -> Iterator[httpx.Response]:
         """A streamed answer (no retries); errors are raised with their body read."""
         try:
-            with self.http.stream(spec.method, spec.url, headers=self.headers(spec),
-                                  timeout=self.http_timeout(spec)) as response:
+            with self.http.stream(**self.send_args(spec)) as response:
                 if not response.is_success:
                     response.read()
                     check_response(spec, response)
@@ -208,15 +219,6 @@ class SyncTransport(_Config):
     def close(self) -> None:
         if self._own_http:
             self.http.close()
-
-
-def _fetch_once(spec: RequestSpec, config: _Config, http: httpx.Client) -> bytes:
-    try:
-        response = http.get(spec.url, headers=config.headers(spec),
-                            timeout=config.http_timeout(spec))
-    except httpx.TransportError as exc:
-        raise connection_error(spec, exc) from exc
-    return check_response(spec, response).content
 
 
 class AsyncTransport(_Config):
@@ -238,22 +240,18 @@ class AsyncTransport(_Config):
         self.sleep = sleep
 
     async def request(self, spec: RequestSpec) -> httpx.Response:
+        """`spec`'s answer, retried per `retry_delay`."""
         attempt = 0
         while True:
             outcome: httpx.Response | Exception
             try:
-                outcome = await self.http.request(
-                    spec.method, spec.url, json=spec.json, headers=self.headers(spec),
-                    timeout=self.http_timeout(spec),
-                )
+                outcome = await self.http.request(**self.send_args(spec), json=spec.json)
             except httpx.TransportError as exc:
                 outcome = exc
-            delay = retry_delay(spec, attempt, self.max_retries, outcome)
-            if delay is None:
-                if isinstance(outcome, Exception):
-                    raise connection_error(spec, outcome) from outcome
-                return check_response(spec, outcome)
-            await self.sleep(delay)
+            step = self.settle(spec, attempt, outcome)
+            if isinstance(step, httpx.Response):
+                return step
+            await self.sleep(step)
             attempt += 1
 
     async def download(self, url: str) -> bytes:
@@ -264,8 +262,7 @@ class AsyncTransport(_Config):
     async def stream(self, spec: RequestSpec) -> AsyncIterator[httpx.Response]:
         """A streamed answer (no retries); errors are raised with their body read."""
         try:
-            async with self.http.stream(spec.method, spec.url, headers=self.headers(spec),
-                                        timeout=self.http_timeout(spec)) as response:
+            async with self.http.stream(**self.send_args(spec)) as response:
                 if not response.is_success:
                     await response.aread()
                     check_response(spec, response)
@@ -276,33 +273,3 @@ class AsyncTransport(_Config):
     async def close(self) -> None:
         if self._own_http:
             await self.http.aclose()
-
-
-class SSEDecoder:
-    """Turns the lines of a `text/event-stream` into (event, data) pairs, one line at a time."""
-
-    def __init__(self) -> None:
-        self._event = "message"
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> tuple[str, dict[str, Any]] | None:
-        """One line in; a complete event out when `line` ends one (a blank line), else None."""
-        if not line:
-            if not self._data:
-                return None
-            event, text = self._event, "\n".join(self._data)
-            self._event, self._data = "message", []
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                raise OpenRemixError(f"bad event data from the server: {text[:200]!r}") from exc
-            return event, data if isinstance(data, dict) else {"data": data}
-        if line.startswith(":"):
-            return None  # a keep-alive comment
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "event":
-            self._event = value
-        elif name == "data":
-            self._data.append(value)
-        return None

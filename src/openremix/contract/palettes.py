@@ -1,13 +1,96 @@
-"""The colour-palette presets of CONTRACT.md §3 as concrete colours, and `palette_colors`.
+"""The colour palette of CONTRACT.md §3: its wire models, the presets as colours, `palette_colors`.
 
-Each preset is 4-6 ("#rrggbb", weight) members picked so that its name is evident in the
-output. Engines read palettes only through `palette_colors`, which resolves a preset or custom
-members to RGB with weights that sum to 1.
+`ColorPalette` is either a preset `name` or custom `members`. Each preset is 4-6 ("#rrggbb",
+weight) members picked so that its name is evident in the output. Engines read palettes only
+through `palette_colors`, which resolves a preset or custom members to RGB with weights that
+sum to 1.
 """
 
 from __future__ import annotations
 
-from openremix.contract.request import ColorPalette
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from openremix.contract import params
+from openremix.contract.validation import choice, fail, got, object_with_keys
+
+_MEMBERS = f"{params.PALETTE_MEMBERS_MIN} to {params.PALETTE_MEMBERS_MAX} colours"
+
+
+class PaletteMember(BaseModel):
+    """One colour of a custom palette: "#rrggbb" (stored lowercase) and a weight 0.05..1.0."""
+
+    model_config = ConfigDict(extra="forbid")
+    color_hex: str
+    color_weight: float = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_shape(cls, data: Any) -> Any:
+        return object_with_keys(
+            data, ("color_hex", "color_weight"),
+            ' like {"color_hex": "#rrggbb", "color_weight": 0.5}',
+        )
+
+    @field_validator("color_hex", mode="before")
+    @classmethod
+    def _check_hex(cls, value: Any) -> str:
+        if not isinstance(value, str) or not params.COLOR_HEX_RE.match(value.strip()):
+            raise fail(f"must be a colour written #rrggbb, e.g. #1a2b3c (got {got(value)})")
+        return value.strip().lower()
+
+    @field_validator("color_weight", mode="before")
+    @classmethod
+    def _check_weight(cls, value: Any) -> float:
+        rule = f"must be a number from {params.COLOR_WEIGHT_MIN} to {params.COLOR_WEIGHT_MAX}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(f"{rule} (got {got(value)})")
+        if not params.COLOR_WEIGHT_MIN <= value <= params.COLOR_WEIGHT_MAX:  # NaN fails too
+            raise fail(f"{rule} (got {got(value)})")
+        return float(value)
+
+
+class ColorPalette(BaseModel):
+    """Exactly one of `name` (a preset, stored uppercase) or `members` (1..8 colours)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    members: list[PaletteMember] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_shape(cls, data: Any) -> Any:
+        data = object_with_keys(
+            data, ("name", "members"), ': {"name": PRESET} or {"members": [...]}'
+        )
+        if isinstance(data, BaseModel):
+            return data
+        if "name" in data and "members" in data:
+            raise fail("give either name or members, not both")
+        if "name" not in data and "members" not in data:
+            raise fail(
+                "must give name (one of "
+                + ", ".join(params.PALETTE_PRESET_NAMES)
+                + f") or members (a list of {_MEMBERS})"
+            )
+        return data
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _check_name(cls, value: Any) -> str:
+        return choice(value, params.PALETTE_PRESET_NAMES)
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _check_members(cls, value: Any) -> list[Any]:
+        rule = f"must be a list of {_MEMBERS}"
+        if not isinstance(value, list):
+            raise fail(f"{rule} (got {got(value)})")
+        if not params.PALETTE_MEMBERS_MIN <= len(value) <= params.PALETTE_MEMBERS_MAX:
+            raise fail(f"{rule} (got {len(value)})")
+        return value
+
 
 PALETTE_PRESETS: dict[str, list[tuple[str, float]]] = {
     # Glowing coals: deep reds and oranges over charcoal.

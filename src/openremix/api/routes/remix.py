@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -25,7 +26,7 @@ from openremix.api.request_body import read_submit_body
 from openremix.api.responses import failed_body, submit_body
 from openremix.api.state import AppState, app_state
 from openremix.contract.params import MODEL_SLUGS, SEED_MAX
-from openremix.contract.request import RemixRequest, parse_remix_request
+from openremix.contract.request import RemixRequest, canonical_body, parse_remix_request
 from openremix.jobs.model import ApiKey, Job, JobState, NewJob
 from openremix.jobs.params import pack_job_params
 from openremix.webhooks.request_fields import parse_webhook_fields
@@ -78,8 +79,16 @@ def _queue_timeout(request: Request) -> float | None:
     return seconds
 
 
-def _request_hash(slug: str, body: dict) -> str:
-    canonical = json.dumps({"model": slug, "body": body}, sort_keys=True, separators=(",", ":"))
+def _request_hash(slug: str, req: RemixRequest, webhook: dict[str, Any] | None) -> str:
+    """What an Idempotency-Key is bound to: the model, the validated request and its webhook.
+
+    Hashed after validation, so two bodies that say the same thing ("turbo" and "TURBO", another
+    key order, `null` for "not given") replay the job rather than answer 409. Taken before the
+    server picks a seed, so resending a body without one replays too.
+    """
+    canonical = "\n".join(
+        (slug, canonical_body(req), json.dumps(webhook, sort_keys=True, separators=(",", ":")))
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -98,10 +107,11 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
         body, allow_private=state.settings.allow_private_urls
     )
     req, warnings = parse_remix_request(remix_fields)
+    idempotency_key = request.headers.get("idempotency-key") or None
+    request_hash = _request_hash(slug, req, webhook) if idempotency_key else None
     if req.seed is None:
         req = req.model_copy(update={"seed": secrets.randbelow(SEED_MAX + 1)})
     await run_in_threadpool(_check_inline_images, state, req)
-    idempotency_key = request.headers.get("idempotency-key") or None
     queue_timeout = _queue_timeout(request)
     params = pack_job_params(
         req,
@@ -118,7 +128,7 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
         params=params,
         cost=state.settings.cost_per_request,
         idempotency_key=idempotency_key,
-        request_hash=_request_hash(slug, body) if idempotency_key else None,
+        request_hash=request_hash,
     )
     job, created = await run_in_threadpool(state.store.enqueue, new)
     request.state.request_id = job.request_id

@@ -1,11 +1,12 @@
 // The playground page: the API key, a run (submit, live progress, cancel), the result, and the
-// code snippets. The form and its rules live in form.js, the HTTP calls in api.js.
+// code snippets. The form and its rules live in form.js, its images in images.js, the HTTP
+// calls in api.js.
 
 import * as api from "./api.js";
 import {
-  $, buildControls, form, markProblem, outputSize, requestBody, setErrorReporter, setSeed,
-  useStyleCode,
+  $, buildControls, form, markProblem, outputSize, requestBody, setSeed, useStyleCode,
 } from "./form.js";
+import { setErrorReporter, wireImages } from "./images.js";
 import { FileImage, curlSnippet, pythonSnippet } from "./snippets.js";
 
 const KEY_STORAGE = "openremix.apiKey";
@@ -361,6 +362,7 @@ async function start() {
   new ResizeObserver(layoutInput).observe($("input-canvas"));
   try {
     buildControls(await api.getConfig());
+    wireImages();
   } catch (error) {
     showError(`Could not load the playground settings: ${error.message}`);
     return;
