@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import time
 
 import httpx
@@ -87,3 +89,28 @@ def test_sync_call_past_its_deadline_is_504_and_the_job_goes_on(start_process, t
     request_id = answer.headers["x-request-id"]
     assert answer.json()["request_id"] == request_id
     assert wait_all(server.base_url, [request_id])[request_id]["status"] == "COMPLETED"
+
+
+def _job_row(data_dir, request_id: str) -> tuple[str, int]:
+    with sqlite3.connect(data_dir / "openremix.db") as conn:
+        return conn.execute("SELECT state, attempts FROM jobs WHERE request_id = ?",
+                            (request_id,)).fetchone()
+
+
+def test_sigterm_lets_serve_finish_its_running_job_and_exit_cleanly(start_process, tmp_path,
+                                                                   astronaut_uri):
+    """What systemd, `docker stop` and Kubernetes send: the running job is finished (not left
+    PROCESSING to run a second time after its lease), the store is closed, the exit is 0."""
+    data_dir = tmp_path / "sigterm"
+    env = {"OPENREMIX_ENGINE": "tests.support.slow_engine:SlowStyleEngine",
+           "SLOW_ENGINE_STEP_SECONDS": "0.3", "OPENREMIX_LEASE_SECONDS": "60"}
+    server = start_process(env=env, data_dir=data_dir)
+    request_id = submit(server.base_url, astronaut_uri, 5)
+    deadline = time.monotonic() + 60
+    while status(server.base_url, request_id)["status"] != "PROCESSING":
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(60) == 0, server.log()
+    assert _job_row(data_dir, request_id) == ("COMPLETED", 1), server.log()
+    assert "stopped" in server.log()

@@ -69,10 +69,24 @@ def start_webhooks(settings: Settings, store: JobStore) -> Any:
     ).start()
 
 
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM (systemd, `docker stop`, Kubernetes) end the process the way Ctrl-C does:
+    by an exception that runs every `finally:` (workers finish or hand back their jobs, the
+    store is closed). uvicorn handles SIGTERM itself while it serves, then restores this
+    handler and raises the signal again once it has shut down; without it that second SIGTERM
+    would kill the process before the shutdown code runs."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def run_http(settings: Settings, store: JobStore, storage: BlobStorage,
              on_enqueue: Callable[[], None] | None = None,
              readiness: Callable[[], str | None] | None = None) -> None:
-    """Serve the API with uvicorn until it is stopped."""
+    """Serve the API with uvicorn until it is stopped (SIGTERM or SIGINT)."""
     import uvicorn
 
     from openremix.api.app import create_app
@@ -93,6 +107,7 @@ def _build_workers(settings: Settings, store: JobStore, storage: BlobStorage,
 def serve(settings: Settings) -> None:
     """API and workers in one process, on the embedded defaults (SQLite + local outputs)."""
     configure_logging(settings.log_level)
+    _stop_on_sigterm()
     store = open_store(settings)
     storage = open_output_storage(settings)
     key = dev_key(settings, store)
@@ -112,10 +127,15 @@ def serve(settings: Settings) -> None:
     sys.stderr.flush()
 
     def readiness() -> str | None:
-        if not workers or any(w.ready.is_set() for w in workers):
+        """None while some worker can take jobs, else why none can."""
+        if not workers or any(w.ready.is_set() and w.store_error is None for w in workers):
             return None
-        errors = [w.load_error for w in workers if w.load_error]
-        return errors[0] if errors else "model loading"
+        for worker in workers:
+            if worker.load_error:
+                return worker.load_error
+            if worker.store_error:
+                return f"the worker cannot use the job store: {worker.store_error}"
+        return "model loading"
 
     try:
         run_http(settings, store, storage, on_enqueue=wake.set, readiness=readiness)
@@ -131,6 +151,7 @@ def serve(settings: Settings) -> None:
 def api(settings: Settings) -> None:
     """Only the HTTP API (run `openremix worker` processes beside it)."""
     configure_logging(settings.log_level)
+    _stop_on_sigterm()
     store = open_store(settings)
     webhooks = start_webhooks(settings, store)
     try:

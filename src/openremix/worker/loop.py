@@ -30,6 +30,9 @@ from openremix.worker.sweeper import Sweeper
 
 log = logging.getLogger("openremix.worker")
 
+MAX_ERROR_BACKOFF_SECONDS = 5.0
+"""The longest wait between two passes of the loop while the store or storage keeps failing."""
+
 
 class JobTimedOut(Exception):
     """A batch ran past the per-job execution timeout."""
@@ -85,6 +88,9 @@ class Worker:
         self.ready = threading.Event()
         """Set once the engine is loaded."""
         self.load_error: str | None = None
+        self.store_error: str | None = None
+        """Why the last pass of the loop failed (the store or storage erred); None once a pass
+        succeeds. `serve`'s `/readyz` reports it."""
         self._stopping = threading.Event()
 
     # --- loop -----------------------------------------------------------------------------
@@ -103,25 +109,43 @@ class Worker:
         self.ready.set()
         log.info("worker %s ready (engine %s)", self.worker_id, self.engine.name)
         idle = 0.02
-        wait_for_work = getattr(self.store, "wait_for_work", None)  # see jobs.store.WaitsForWork
+        failures = 0
         while not self._stopping.is_set():
-            self.sweeper.maybe_sweep()
-            if self.run_once():
-                idle = 0.02
+            try:
+                worked = self._pass(idle)
+            except Exception as exc:  # the store or storage failed: never stop, back off
+                failures += 1
+                self.store_error = f"{type(exc).__name__}: {str(exc).strip()}"
+                delay = min(0.1 * 2 ** (failures - 1), MAX_ERROR_BACKOFF_SECONDS)
+                log.exception("worker %s: a pass failed (%d in a row); retrying in %.1f s",
+                              self.worker_id, failures, delay)
+                self._stopping.wait(delay)
                 continue
-            if wait_for_work is not None:
-                # The store says when work arrives (PostgreSQL LISTEN/NOTIFY): claim then, not on
-                # a timer. The timeout bounds how late stop() and sweeps are noticed; a claim
-                # every 5 s anyway covers a notification lost with a silently dropped connection.
-                reclaim_at = time.monotonic() + 5.0
-                while not (wait_for_work(self.idle_poll_max) or self._stopping.is_set()
-                           or time.monotonic() > reclaim_at):
-                    self.sweeper.maybe_sweep()
-                continue
-            self.wake.wait(idle)
-            self.wake.clear()
-            idle = min(idle * 2, self.idle_poll_max)
+            if failures:
+                log.info("worker %s recovered after %d failed pass(es)", self.worker_id, failures)
+            failures, self.store_error = 0, None
+            idle = 0.02 if worked else min(idle * 2, self.idle_poll_max)
         log.info("worker %s stopped", self.worker_id)
+
+    def _pass(self, idle: float) -> bool:
+        """One turn of the loop: sweep if due, run a batch or wait for work. True when a batch
+        ran. Store and storage errors propagate to `run_forever`, which backs off."""
+        self.sweeper.maybe_sweep()
+        if self.run_once():
+            return True
+        wait_for_work = getattr(self.store, "wait_for_work", None)  # jobs.store.WaitsForWork
+        if wait_for_work is not None:
+            # The store says when work arrives (PostgreSQL LISTEN/NOTIFY): claim then, not on a
+            # timer. The timeout bounds how late stop() and sweeps are noticed; a claim every
+            # 5 s anyway covers a notification lost with a silently dropped connection.
+            reclaim_at = time.monotonic() + 5.0
+            while not (wait_for_work(self.idle_poll_max) or self._stopping.is_set()
+                       or time.monotonic() > reclaim_at):
+                self.sweeper.maybe_sweep()
+            return False
+        self.wake.wait(idle)
+        self.wake.clear()
+        return False
 
     def run_once(self) -> bool:
         """Claim and run one batch (one job unless the engine batches). False when idle."""
@@ -138,7 +162,11 @@ class Worker:
         batch = [first]
         deadline = time.monotonic() + self.batch_window
         while len(batch) < self.max_batch:
-            job = self.store.claim_next(self.worker_id, self.lease_seconds)
+            try:
+                job = self.store.claim_next(self.worker_id, self.lease_seconds)
+            except Exception:  # run what is claimed already; the loop backs off next time
+                log.warning("claiming more jobs for the batch failed", exc_info=True)
+                break
             if job is not None:
                 batch.append(job)
                 continue
@@ -170,7 +198,7 @@ class Worker:
         """Decode the job's params and fetch its images; a bad input fails only this job."""
         expired = queue_timeout_error(job, time.time())
         if expired:
-            self.store.fail(job.request_id, self.worker_id, expired)
+            self._fail(job.request_id, expired)
             metrics.jobs_finished.labels("queue_timeout").inc()
             return None
         try:
@@ -182,11 +210,11 @@ class Worker:
             item.engine_input = EngineInput(job.request_id, params, image, style_images)
             return item
         except InputImageError as exc:
-            self.store.fail(job.request_id, self.worker_id, str(exc))
+            self._fail(job.request_id, str(exc))
             log.info("job failed: %s", exc, extra={"request_id": job.request_id})
         except Exception:
             log.exception("could not prepare job", extra={"request_id": job.request_id})
-            self.store.fail(job.request_id, self.worker_id, "internal error while preparing")
+            self._fail(job.request_id, "internal error while preparing")
         return None
 
     def _run_group(self, group: list[_Running]) -> None:
@@ -202,7 +230,14 @@ class Worker:
             for item in group:
                 if item.lost.is_set():
                     continue
-                if not self.store.set_progress(item.job.request_id, self.worker_id, step, total):
+                try:
+                    held = self.store.set_progress(item.job.request_id, self.worker_id, step,
+                                                   total)
+                except Exception:  # progress is a courtesy: a store hiccup must not fail a job
+                    log.warning("could not record progress", exc_info=True,
+                                extra={"request_id": item.job.request_id})
+                    continue
+                if not held:
                     item.lost.set()
             if all(item.lost.is_set() for item in group):
                 raise JobCancelled(group[0].job.request_id)
@@ -232,13 +267,23 @@ class Worker:
             except Exception:
                 request_id = item.job.request_id
                 log.exception("could not store the result", extra={"request_id": request_id})
-                self.store.fail(request_id, self.worker_id, "internal error while saving")
+                self._fail(request_id, "internal error while saving")
 
     def _fail_group(self, group: list[_Running], error: str) -> None:
         for item in group:
-            self.store.fail(item.job.request_id, self.worker_id, error)
+            self._fail(item.job.request_id, error)
             metrics.jobs_finished.labels("failed").inc()
             log.info("job failed: %s", error, extra={"request_id": item.job.request_id})
+
+    def _fail(self, request_id: str, error: str, result: dict[str, Any] | None = None) -> None:
+        """FAILED (and refunded) while this worker holds the lease. When the store cannot say
+        so now, the job keeps its lease until it lapses and the sweep re-queues it (its attempt
+        counted): never PROCESSING without a lease, never lost."""
+        try:
+            self.store.fail(request_id, self.worker_id, error, result)
+        except Exception:
+            log.exception("could not mark the job FAILED (%s); its lease will lapse", error,
+                          extra={"request_id": request_id})
 
     def _finish(self, item: _Running, output: EngineOutput, inference_time: float) -> None:
         job, params = item.job, item.params
@@ -254,10 +299,7 @@ class Worker:
             "details": output.details,
         }
         if output.image is None:
-            self.store.fail(
-                job.request_id, self.worker_id, output.error or "the engine produced no image",
-                result,
-            )
+            self._fail(job.request_id, output.error or "the engine produced no image", result)
             metrics.jobs_finished.labels("blocked" if not output.is_image_safe else "failed").inc()
             return
         data, content_type = encode_image(output.image, params.output_format)
