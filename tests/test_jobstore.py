@@ -22,7 +22,7 @@ import pytest
 from openremix.jobs.model import ApiKey, JobState, NewJob
 from openremix.jobs.outbox import encode_payload
 from openremix.jobs.params import WEBHOOK_KEY
-from openremix.jobs.sqlite import outbox as sqlite_outbox
+from openremix.jobs.sql import outbox as sql_outbox
 from openremix.jobs.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.jobs.status_body import terminal_status_body
@@ -691,7 +691,7 @@ def test_the_webhook_row_is_written_in_the_finishing_transaction(
     def broken(*args: Any) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(sqlite_outbox, "record_webhook", broken)
+    monkeypatch.setattr(sql_outbox, "record_webhook", broken)
     with pytest.raises(sqlite3.OperationalError):
         store.complete(request_id, "w", {"inference_time": 1.0})
     job = store.get(request_id)

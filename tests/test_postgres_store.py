@@ -233,6 +233,36 @@ def test_without_auto_migrate_the_store_needs_db_upgrade(postgres_db: str, opene
     assert opened(auto_migrate=False).schema_version == postgres_schema.SCHEMA_VERSION
 
 
+def test_a_version_1_database_upgrades_and_keeps_its_jobs_and_credits(
+    postgres_db: str, opened
+) -> None:
+    with psycopg.connect(postgres_db, autocommit=True) as conn:  # as version 1 left it
+        conn.execute(postgres_schema.MIGRATIONS[0])
+        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
+                     " applied_at double precision NOT NULL)")
+        conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
+        conn.execute("INSERT INTO api_keys VALUES ('key_old', 'h', 'old', 5, 0.5, 0, false)")
+        now = time.time()
+        (outcome,) = conn.execute(
+            "SELECT outcome FROM openremix_enqueue('r-old', 'ideogram-3-remix', 'key_old',"
+            " '{}', 1.0, %s, %s, 3, 0, NULL, NULL)", (now, now + 3600)).fetchone()
+        assert outcome == "created"
+    with pytest.raises(postgres_schema.SchemaError, match="1 migration"):
+        PostgresJobStore(postgres_db, auto_migrate=False)
+
+    store = opened()  # upgrades
+    assert store.schema_version == postgres_schema.SCHEMA_VERSION
+    key = store.get_api_key("key_old")
+    assert key is not None and (key.free_credits, key.credits) == (0.0, 4.5)
+    assert store.fail("r-old", None, "cancelled")  # refunds what version 1 debited
+    key = store.get_api_key("key_old")
+    assert key is not None and (key.free_credits, key.credits) == (0.5, 5.0)
+    job, created = store.enqueue(new_job(key, cost=0.75))  # the new debit function
+    assert created and job.extra == {"debit_free": 0.5, "debit_paid": 0.25}
+    key = store.get_api_key("key_old")
+    assert key is not None and (key.free_credits, key.credits) == (0.0, 4.75)
+
+
 def test_a_database_newer_than_this_openremix_is_refused(postgres_db: str, opened) -> None:
     opened()  # creates the schema
     newer = postgres_schema.SCHEMA_VERSION + 1

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 from segmind import SegmindClient
 
-from tests.support.servers import TEST_KEY
+from openremix.jobs.sqlite.store import SQLiteJobStore
+from tests.support.servers import TEST_KEY, free_port, openremix_command
 
 MODEL = "ideogram-3-remix"
 HEADERS = {"x-api-key": TEST_KEY}
@@ -114,3 +119,35 @@ def test_sigterm_lets_serve_finish_its_running_job_and_exit_cleanly(start_proces
     assert server.proc.wait(60) == 0, server.log()
     assert _job_row(data_dir, request_id) == ("COMPLETED", 1), server.log()
     assert "stopped" in server.log()
+
+
+def _garbage(data_dir: Path) -> Path:
+    (data_dir / "openremix.db").write_bytes(bytes(range(256)) * 16)
+    return data_dir
+
+
+def _truncated(data_dir: Path) -> Path:
+    store = SQLiteJobStore(data_dir / "openremix.db")
+    store.create_api_key("k", 1.0)
+    store.close()
+    path = data_dir / "openremix.db"
+    path.write_bytes(path.read_bytes()[:1000])
+    return data_dir
+
+
+def _not_a_folder(data_dir: Path) -> Path:
+    (data_dir / "a-file").write_text("x")
+    return data_dir / "a-file" / "data"
+
+
+@pytest.mark.parametrize("spoil", [_garbage, _truncated, _not_a_folder],
+                         ids=["garbage-header", "truncated-file", "folder-is-a-file"])
+def test_an_unusable_database_at_start_is_one_sentence_not_a_traceback(tmp_path, spoil):
+    data_dir = spoil(tmp_path)
+    env = {**os.environ, "OPENREMIX_DATA_DIR": str(data_dir), "OPENREMIX_PORT": str(free_port())}
+    done = subprocess.run([*openremix_command(), "serve"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("SQLite job store ") and "cannot be opened" in last, last

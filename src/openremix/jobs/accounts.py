@@ -1,16 +1,75 @@
-"""API-key account rules shared by every store: secrets, ids, and how balances are rounded."""
+"""API-key account rules shared by every store: secrets, ids, how balances are rounded, and the
+credit rule (which bucket a job's cost comes from).
+
+The rule is stated once, here, as pure functions. The SQLite store calls them (and registers
+`money` as the SQL function `openremix_money`, so its refunds round the same way); the
+PostgreSQL store runs the same rule as PL/pgSQL (`postgres/credit_rule.py`), formatted from the
+constants of this module. tests/test_credit_rule.py runs one table of cases through both.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 MONEY_DIGITS = 9
-"""Credit balances are rounded to this many decimals so float noise never shows as debt."""
+"""Credit balances are rounded to this many decimals so float noise never shows as debt.
+
+Changing it needs a new PostgreSQL migration step that re-creates the credit functions
+(`postgres.credit_rule.credit_rule_sql()`), or databases made before keep the old rounding."""
+SIGNIFICANT_DIGITS = 15
+"""Digits of an amount that rounding looks at: PostgreSQL's float -> numeric conversion keeps
+15 significant digits (DBL_DIG), so `money` does too, and both stores agree to the last bit."""
+
+_QUANTUM = Decimal(1).scaleb(-MONEY_DIGITS)
+_EXACT = Context(prec=1000)  # wide enough for any double at MONEY_DIGITS decimals
 
 
 def money(amount: float) -> float:
-    return round(amount, MONEY_DIGITS)
+    """`amount` rounded as PostgreSQL's `round(amount::numeric, MONEY_DIGITS)::float8` does:
+    to SIGNIFICANT_DIGITS significant digits, then to MONEY_DIGITS decimals, ties away from
+    zero. Never returns -0.0. Infinities and NaN pass through."""
+    if not math.isfinite(amount):
+        return amount
+    digits = f"{amount:.{SIGNIFICANT_DIGITS}g}"
+    # `+ 0.0` turns -0.0 (what a tiny negative amount rounds to) into 0.0, as numeric has no -0
+    if "e" not in digits and len(digits.partition(".")[2]) <= MONEY_DIGITS:
+        return float(digits) + 0.0  # nothing to round (the usual case; a fast path)
+    rounded = Decimal(digits).quantize(_QUANTUM, rounding=ROUND_HALF_UP, context=_EXACT)
+    return float(rounded) + 0.0
+
+
+@dataclass(frozen=True)
+class Debit:
+    """The credit rule's answer for one cost against a key's two buckets."""
+
+    balance: float
+    """What the key has: free + paid credits, rounded."""
+    sufficient: bool
+    """Whether the balance covers the cost; when not, nothing is taken."""
+    from_free: float
+    """Taken from the free credits (they go first; never below zero by this debit)."""
+    from_paid: float
+    """Taken from the paid credits: the rest of the cost."""
+    free_left: float
+    paid_left: float
+    """The buckets after the debit (unchanged when not sufficient)."""
+
+
+def split_debit(free: float, paid: float, cost: float) -> Debit:
+    """Debit `cost` from a key holding `free` and `paid` credits: free credits first (only
+    what is above zero), the rest from paid credits; every amount rounded with `money`."""
+    balance = money(free + paid)
+    sufficient = balance >= cost
+    if not sufficient:
+        return Debit(balance, False, 0.0, 0.0, free, paid)
+    from_free = money(min(max(free, 0.0), cost))
+    from_paid = money(cost - from_free)
+    return Debit(balance, True, from_free, from_paid, money(free - from_free),
+                 money(paid - from_paid))
 
 
 def hash_secret(secret: str) -> str:

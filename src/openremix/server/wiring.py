@@ -5,6 +5,7 @@ The only place that chooses backends; `server.processes` runs what it builds.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -29,10 +30,17 @@ def open_store(settings: Settings) -> JobStore:
         raise SystemExit(f"OPENREMIX_DATABASE_URL: unsupported scheme in {url!r}")
     else:
         path = settings.sqlite_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteJobStore(
-        path, retention_seconds=settings.retention_seconds, max_attempts=settings.max_attempts
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteJobStore(
+            path, retention_seconds=settings.retention_seconds,
+            max_attempts=settings.max_attempts,
+        )
+    except (sqlite3.Error, OSError) as exc:  # read-only folder, not a database, truncated
+        raise SystemExit(
+            f"SQLite job store {str(path)!r} cannot be opened: {exc} (check that the data "
+            f"folder is writable and the file is an openremix database, or restore a backup)"
+        ) from None
 
 
 def _open_postgres(settings: Settings) -> JobStore:

@@ -6,9 +6,9 @@ one transaction under a cluster-wide advisory lock, so replicas that start toget
 step once (the others wait, then find nothing to do).
 
 Columns are those of the SQLite store (same names, same Unix-seconds floats from the store's
-clock), so rows convert with the same functions. JSON columns are `json`, not `jsonb`: the text
-is kept as written and read back as is (`register_json_as_text`), and any JSON the SQLite store
-takes is taken (`jsonb` refuses the character U+0000, which a prompt may carry).
+clock), so rows convert with the same functions (`jobs.sql.rows`). JSON columns are `json`, not
+`jsonb`: the text is kept as written and read back as is (`register_json_as_text`), and any JSON
+the SQLite store takes is taken (`jsonb` refuses the character U+0000, which a prompt may carry).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.types.string import TextLoader
 
-from openremix.jobs.sqlite.schema import API_KEY_COLUMNS
+from openremix.jobs.postgres.credit_rule import credit_rule_sql
 
 MIGRATION_LOCK = 0x6F70656E72656D78  # "openremx": the advisory lock id of schema upgrades
 NOTIFY_CHANNEL = "openremix_jobs"
@@ -108,9 +108,9 @@ CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
 
 # Enqueue in one round trip: lock the key's row (serialising its submits), honour the
 # idempotency key, check and debit credits (free first), insert. The same steps as
-# `SQLiteJobStore.enqueue`, rounding balances to 9 decimals as it does. Outcomes: 'created'
-# (with the debit per bucket), 'existing' / 'conflict' (with the earlier job's id),
-# 'unknown_key', 'insufficient' (with the balance).
+# `SQLiteJobStore.enqueue`. Outcomes: 'created' (with the debit per bucket), 'existing' /
+# 'conflict' (with the earlier job's id), 'unknown_key', 'insufficient' (with the balance).
+# (Version 1's text, kept as applied; version 2 replaces both functions.)
 _V1_ENQUEUE = """
 CREATE FUNCTION openremix_money(amount double precision) RETURNS double precision
     LANGUAGE sql IMMUTABLE AS $$ SELECT round(amount::numeric, 9)::double precision $$;
@@ -166,15 +166,66 @@ END
 $$;
 """
 
-MIGRATIONS: list[str] = [_V1 + _V1_ENQUEUE]
+# Version 2: one credit rule. `openremix_money` and the debit (`openremix_split_debit`) are
+# formatted from `jobs.accounts` (see `credit_rule`), and `openremix_enqueue` calls the debit
+# function instead of spelling the rule out (same signature, same outcomes).
+_V2_ENQUEUE = """
+CREATE OR REPLACE FUNCTION openremix_enqueue(
+    p_request_id text, p_model text, p_api_key_id text, p_params json,
+    p_cost double precision, p_now double precision, p_expires_at double precision,
+    p_max_attempts integer, p_priority integer, p_idempotency_key text, p_request_hash text,
+    OUT outcome text, OUT balance double precision, OUT debit_free double precision,
+    OUT debit_paid double precision, OUT prior_id text
+) LANGUAGE plpgsql AS $$
+DECLARE
+    key record;
+    prior record;
+    debit record;
+BEGIN
+    SELECT free_credits, credits INTO key FROM api_keys WHERE key_id = p_api_key_id
+        FOR UPDATE;
+    IF p_idempotency_key IS NOT NULL THEN
+        SELECT request_id, request_hash, expires_at INTO prior FROM jobs
+            WHERE api_key_id = p_api_key_id AND idempotency_key = p_idempotency_key;
+        IF prior.request_id IS NOT NULL THEN
+            IF prior.expires_at > p_now THEN
+                outcome := CASE WHEN prior.request_hash IS NOT DISTINCT FROM p_request_hash
+                                THEN 'existing' ELSE 'conflict' END;
+                prior_id := prior.request_id;
+                RETURN;
+            END IF;
+            -- expired, not yet swept: the idempotency key is free again
+            UPDATE jobs SET idempotency_key = NULL WHERE request_id = prior.request_id;
+        END IF;
+    END IF;
+    IF key IS NULL THEN
+        outcome := 'unknown_key';
+        RETURN;
+    END IF;
+    SELECT * INTO debit FROM openremix_split_debit(key.free_credits, key.credits, p_cost);
+    balance := debit.balance;
+    IF NOT debit.sufficient THEN
+        outcome := 'insufficient';
+        RETURN;
+    END IF;
+    debit_free := debit.from_free;
+    debit_paid := debit.from_paid;
+    UPDATE api_keys SET free_credits = debit.free_left, credits = debit.paid_left
+        WHERE key_id = p_api_key_id;
+    INSERT INTO jobs (request_id, model, api_key_id, params, state, cost, created_at,
+                      expires_at, max_attempts, priority, idempotency_key, request_hash, extra)
+        VALUES (p_request_id, p_model, p_api_key_id, p_params, 'QUEUED', p_cost, p_now,
+                p_expires_at, p_max_attempts, p_priority, p_idempotency_key, p_request_hash,
+                json_build_object('debit_free', debit_free, 'debit_paid', debit_paid));
+    outcome := 'created';
+END
+$$;
+"""
+
+MIGRATIONS: list[str] = [_V1 + _V1_ENQUEUE, credit_rule_sql() + _V2_ENQUEUE]
 """`MIGRATIONS[i]` upgrades schema version `i` to `i + 1`."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
-
-INSERT_API_KEY = (
-    f"INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s::int::boolean)"
-    f" ON CONFLICT (key_hash) DO NOTHING RETURNING {API_KEY_COLUMNS}"
-)
 _CREATE_VERSIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     " version integer PRIMARY KEY, applied_at double precision NOT NULL)"
@@ -207,7 +258,7 @@ class SchemaStatus:
 
 
 def register_json_as_text(conn: psycopg.Connection) -> None:
-    """Read `json` columns as their text, which `sqlite_schema.row_to_job` decodes."""
+    """Read `json` columns as their text, which `jobs.sql.rows.row_to_job` decodes."""
     conn.adapters.register_loader("json", TextLoader)
 
 

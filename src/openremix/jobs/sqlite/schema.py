@@ -1,5 +1,5 @@
 """SQLite plumbing of `SQLiteJobStore`: connection settings, lock retries, the schema and its
-migrations, and row <-> record conversion.
+migrations. (Rows convert to records in `jobs.sql.rows`, shared with PostgreSQL.)
 
 The schema version lives in `PRAGMA user_version`. `MIGRATIONS[i]` takes a database from
 version `i` to `i + 1`; a later change appends a step and never edits an old one.
@@ -7,15 +7,13 @@ version `i` to `i + 1`; a later change appends a step and never edits an old one
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from openremix.jobs.model import ApiKey, Job, JobState
-from openremix.jobs.outbox import WebhookDelivery
+from openremix.jobs.accounts import money
 
 T = TypeVar("T")
 
@@ -29,7 +27,8 @@ def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), rows as `sqlite3.Row`.
 
     WAL is set once per file by the store; `synchronous = NORMAL` is safe with WAL (a power
-    cut may lose the last commits, never corrupt) and saves an fsync per commit.
+    cut may lose the last commits, never corrupt) and saves an fsync per commit. The shared
+    statements round balances with `openremix_money`: here, the credit rule's own `money`.
     """
     conn = sqlite3.connect(
         path,
@@ -40,6 +39,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000):d}")
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.create_function("openremix_money", 1, money, deterministic=True)
     return conn
 
 
@@ -129,21 +129,6 @@ MIGRATIONS: list[str] = [_V1, _V2]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-JOB_COLUMNS = (
-    "request_id, model, api_key_id, params, state, cost, created_at, expires_at, attempts, "
-    "max_attempts, priority, started_at, finished_at, lease_owner, lease_expires_at, result, "
-    "error, progress_step, progress_total, idempotency_key, request_hash, extra"
-)
-API_KEY_COLUMNS = "key_id, key_hash, name, credits, free_credits, created_at, revoked"
-INSERT_JOB = "INSERT INTO jobs ({}) VALUES ({})".format(
-    JOB_COLUMNS, ", ".join("?" for _ in JOB_COLUMNS.split(","))
-)
-INSERT_API_KEY = f"INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-DELIVERY_COLUMNS = (
-    "delivery_id, request_id, url, event, payload, attempts, created_at, next_attempt_at, "
-    "first_attempt_at, delivered_at, last_error, lease_until"
-)
-
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema to `SCHEMA_VERSION`. The caller holds a write transaction."""
@@ -159,103 +144,3 @@ def migrate(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
     if version != SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
-
-
-def job_values(job: Job) -> tuple[Any, ...]:
-    """The values of `job` in `JOB_COLUMNS` order, JSON fields encoded."""
-    return (
-        job.request_id,
-        job.model,
-        job.api_key_id,
-        json.dumps(job.params),
-        job.state.value,
-        job.cost,
-        job.created_at,
-        job.expires_at,
-        job.attempts,
-        job.max_attempts,
-        job.priority,
-        job.started_at,
-        job.finished_at,
-        job.lease_owner,
-        job.lease_expires_at,
-        None if job.result is None else json.dumps(job.result),
-        job.error,
-        job.progress_step,
-        job.progress_total,
-        job.idempotency_key,
-        job.request_hash,
-        json.dumps(job.extra),
-    )
-
-
-def api_key_values(key: ApiKey) -> tuple[Any, ...]:
-    """The values of `key` in `API_KEY_COLUMNS` order."""
-    return (
-        key.key_id,
-        key.key_hash,
-        key.name,
-        key.credits,
-        key.free_credits,
-        key.created_at,
-        int(key.revoked),
-    )
-
-
-def row_to_job(row: sqlite3.Row) -> Job:
-    """A `jobs` row (selected with `JOB_COLUMNS`) as a `Job`."""
-    return Job(
-        request_id=row["request_id"],
-        model=row["model"],
-        api_key_id=row["api_key_id"],
-        params=json.loads(row["params"]),
-        state=JobState(row["state"]),
-        cost=row["cost"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        priority=row["priority"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        lease_owner=row["lease_owner"],
-        lease_expires_at=row["lease_expires_at"],
-        result=None if row["result"] is None else json.loads(row["result"]),
-        error=row["error"],
-        progress_step=row["progress_step"],
-        progress_total=row["progress_total"],
-        idempotency_key=row["idempotency_key"],
-        request_hash=row["request_hash"],
-        extra=json.loads(row["extra"]),
-    )
-
-
-def row_to_api_key(row: sqlite3.Row) -> ApiKey:
-    """An `api_keys` row (selected with `API_KEY_COLUMNS`) as an `ApiKey`."""
-    return ApiKey(
-        key_id=row["key_id"],
-        key_hash=row["key_hash"],
-        name=row["name"],
-        credits=row["credits"],
-        free_credits=row["free_credits"],
-        created_at=row["created_at"],
-        revoked=bool(row["revoked"]),
-    )
-
-
-def row_to_delivery(row: sqlite3.Row) -> WebhookDelivery:
-    """A `webhook_deliveries` row (selected with `DELIVERY_COLUMNS`) as a `WebhookDelivery`."""
-    return WebhookDelivery(
-        delivery_id=row["delivery_id"],
-        request_id=row["request_id"],
-        url=row["url"],
-        event=row["event"],
-        payload=row["payload"],
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        next_attempt_at=row["next_attempt_at"],
-        first_attempt_at=row["first_attempt_at"],
-        delivered_at=row["delivered_at"],
-        last_error=row["last_error"],
-        lease_until=row["lease_until"],
-    )
