@@ -136,6 +136,33 @@ def test_body_shapes(server):
     assert unknown.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("raw", "start"),
+    [
+        (b'{"image": "x", "prompt": "p", "seed": ' + b"9" * 5000 + b"}", "seed:"),
+        (b"[" * 100_000 + b"]" * 100_000, "body: is nested too deeply"),
+        (b'{"image": "x", "prompt": "p", "color_palette": ' + b'{"a": ' * 2000 + b"1"
+         + b"}" * 2000 + b"}", "body: is nested too deeply"),
+        (b'{"image": "x", "prompt": "p", "style_codes": ' + b"[" * 40 + b"]" * 40 + b"}",
+         "body: is nested too deeply"),
+    ],
+    ids=["seed-of-5000-digits", "json-100000-deep", "palette-2000-deep", "list-40-deep"],
+)
+def test_hostile_json_is_a_400_that_names_the_problem(server, raw, start):
+    answer = httpx.post(f"{server.base_url}/v2/{MODEL}", content=raw,
+                        headers={**HEADERS, "content-type": "application/json"}, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith(start), answer.json()
+
+
+def test_hostile_json_in_a_multipart_field_is_a_400(server):
+    fields = {"prompt": "p", "color_palette": "[" * 5000 + "]" * 5000}
+    answer = httpx.post(f"{server.base_url}/v2/{MODEL}", data=fields, headers=HEADERS,
+                        files={"image": ("a.png", png_bytes(), "image/png")}, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith("color_palette: is nested too deeply")
+
+
 def test_curl_default_content_type_with_a_json_body_is_accepted(server, image):
     answer = httpx.post(f"{server.base_url}/v2/{MODEL}",
                         content=f'{{"image": "{image}", "prompt": "pop art"}}'.encode(),

@@ -18,6 +18,62 @@ _JSON_FORM_FIELDS = frozenset(
 _FILE_FIELDS = frozenset({"image", "style_reference_images"})
 
 
+MAX_JSON_DEPTH = 32
+"""How deeply a submit body may nest (the deepest real field, a palette member, is 4 levels)."""
+_LONG_INTEGER_DIGITS = 64
+
+
+def _parse_int(text: str) -> int | float:
+    """JSON integers as Python ints, except absurdly long ones: those become floats (inf), so
+    that validation names the field and its range instead of Python's integer-string limit
+    ending the request."""
+    return int(text) if len(text) <= _LONG_INTEGER_DIGITS else float(text)
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _load_json(raw: bytes | str) -> Any:
+    """`json.loads` that fails only with ValueError: `_TooDeep` past `MAX_JSON_DEPTH` levels
+    (also where Python's own recursion limit would stop it), plain ValueError when invalid."""
+    try:
+        value = json.loads(raw, parse_int=_parse_int)
+    except RecursionError:
+        raise _TooDeep from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(exc)) from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise _TooDeep
+    return value
+
+
+def parse_json(raw: bytes | str, field: str = "body") -> Any:
+    """`raw` as JSON, or a 400 naming `field` and what is wrong with it (never a 500)."""
+    try:
+        return _load_json(raw)
+    except _TooDeep:
+        raise ApiError(400, f"{field}: is nested too deeply (at most {MAX_JSON_DEPTH} levels)"
+                       ) from None
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise ApiError(400, f"{field}: is not valid JSON ({exc})") from None
+
+
+def _depth(value: Any) -> int:
+    """How many levels of lists and objects `value` nests (iteratively: no recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level + 1)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
 def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
 
@@ -54,10 +110,10 @@ async def read_submit_body(request: Request, limit: int) -> dict[str, Any]:
     raw = await read_limited_body(request, limit)
     is_json_type = content_type == "application/json" or content_type.endswith("+json")
     try:
-        body = json.loads(raw) if raw.strip() else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = parse_json(raw) if raw.strip() else None
+    except ApiError:
         if is_json_type:
-            raise ApiError(400, f"body: is not valid JSON ({exc})") from None
+            raise
         raise ApiError(
             406, "Request body must be JSON (application/json) or multipart/form-data"
         ) from None
@@ -102,7 +158,9 @@ async def _form_value(name: str, value: str | UploadFile) -> Any:
         return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
     if name in _JSON_FORM_FIELDS:
         try:
-            return json.loads(value)
-        except json.JSONDecodeError:
+            return _load_json(value)
+        except _TooDeep:
+            return parse_json(value, name)  # the 400 that says so
+        except ValueError:
             return value  # let validation name the rule (e.g. a bare URL for references)
     return value
