@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,3 +152,49 @@ def test_an_unusable_database_at_start_is_one_sentence_not_a_traceback(tmp_path,
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("SQLite job store ") and "cannot be opened" in last, last
+
+
+_HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def test_a_locked_database_answers_503_with_retry_after_and_charges_nothing(
+        tmp_path, monkeypatch, astronaut_uri):
+    """Another process holds SQLite's write lock past the store's wait: a submit is a 503 the
+    client can act on (not a 500), nothing is queued or charged, and submits work again after."""
+    from openremix.api.app import create_app
+    from openremix.config import Settings
+    from openremix.jobs.sqlite import schema
+    from openremix.media.storage import LocalStorage
+    from tests.support.servers import asgi_server
+
+    monkeypatch.setattr(schema, "LOCKED_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_SECONDS", 0.1)
+    settings = Settings(data_dir=tmp_path, api_keys=TEST_KEY, rate_limit_per_minute=0)
+    store = SQLiteJobStore(settings.sqlite_path)
+    app = create_app(settings, store, LocalStorage(settings.outputs_dir))
+    body = {"image": astronaut_uri, "prompt": "ink", "seed": 1}
+    with asgi_server(app) as base:
+        locker = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_WRITE_LOCK, str(settings.sqlite_path), "3"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+            answer = httpx.post(f"{base}/v2/{MODEL}", json=body, headers=HEADERS, timeout=30)
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "5"
+            assert answer.json()["error"] == "The job store is unavailable right now; retry later"
+        finally:
+            assert locker.wait(30) == 0
+        assert store.queue_depth() == 0
+        credits = httpx.get(f"{base}/v1/get-user-credits", headers=HEADERS).json()
+        assert credits["credits"] == settings.default_credits
+        again = httpx.post(f"{base}/v2/{MODEL}", json=body, headers=HEADERS, timeout=30)
+        assert again.status_code == 200, again.text
+    store.close()

@@ -16,7 +16,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openremix.contract.errors import InputImageError, InvalidRequest
-from openremix.jobs.store import IdempotencyConflict, InsufficientCredits
+from openremix.jobs.store import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    database_error_types,
+    store_unavailable,
+)
 
 log = logging.getLogger("openremix.api")
 
@@ -71,6 +76,9 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return ApiError(
             409, "Idempotency-Key was already used with a different request body"
         )
+    if store_unavailable(exc):
+        return ApiError(503, "The job store is unavailable right now; retry later",
+                        headers={"Retry-After": "5"})
     return None
 
 
@@ -98,6 +106,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, f"{where}: {first.get('msg', 'is invalid')}")
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        api_error = to_api_error(exc)
+        if api_error is not None:  # e.g. the job store is unavailable: 503, not a crash
+            log.warning("%s: %s", api_error.message, exc,
+                        extra={"request_id": _request_id(request)})
+            return error_response(api_error.status, api_error.message,
+                                  request_id=_request_id(request), headers=api_error.headers)
         log.exception("unhandled error", extra={"request_id": _request_id(request)})
         return error_response(500, "Internal server error", request_id=_request_id(request))
 
@@ -106,4 +120,6 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(cls, on_known)
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    for cls in database_error_types():  # answered here, not re-raised to the server's log
+        app.add_exception_handler(cls, on_crash)
     app.add_exception_handler(Exception, on_crash)

@@ -6,6 +6,8 @@ The API calls them through `anyio.to_thread` / `run_in_threadpool`; workers call
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from typing import Any, Protocol
 
 from openremix.jobs.model import ApiKey, Job, NewJob
@@ -29,6 +31,37 @@ class IdempotencyConflict(StoreError):
 
 class UnknownApiKey(StoreError):
     pass
+
+
+_UNAVAILABLE_SQLITE = ("locked", "busy", "disk", "full", "readonly", "read-only", "i/o",
+                       "unable to open")
+_UNAVAILABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO})
+
+
+def database_error_types() -> tuple[type[BaseException], ...]:
+    """The exception classes a store's database driver raises (sqlite3's, OS errors, and
+    psycopg's where it is installed), for callers that map them to answers."""
+    types: list[type[BaseException]] = [sqlite3.Error, OSError]
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:
+        return tuple(types)
+    return (*types, psycopg.Error, psycopg_pool.PoolTimeout)
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot serve right now, not that a request or the code
+    is wrong: SQLite locked past the store's wait, a full or read-only disk, a PostgreSQL
+    server that cannot be reached. Callers answer these with 503 and Retry-After."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(word in str(exc).lower() for word in _UNAVAILABLE_SQLITE)
+    if isinstance(exc, OSError):
+        return exc.errno in _UNAVAILABLE_ERRNOS
+    # psycopg is optional: recognise its connection-level errors by name, without importing it.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return type(exc).__module__.startswith("psycopg") and bool(
+        names & {"OperationalError", "PoolTimeout"})
 
 
 class JobStore(Protocol):
