@@ -16,9 +16,11 @@ import pytest
 from openremix.media.storage import (
     BlobStorage,
     LocalStorage,
+    OutputUnreadable,
     content_type_for_key,
     new_output_key,
     open_storage,
+    read_verified,
 )
 from tests.support.s3_server import CREDENTIALS, shared_server, unavailable_reason
 
@@ -119,6 +121,28 @@ def test_output_keys_are_unguessable_and_unique() -> None:
     assert new_output_key(".WEBP").endswith(".webp")
     with pytest.raises(ValueError):
         new_output_key("../x")
+
+
+def test_an_output_is_read_back_only_as_it_was_written(storage: BlobStorage) -> None:
+    data = b"\xff\xd8\xff" + bytes(range(256)) * 4
+    key = new_output_key("jpg", data)
+    assert len(key.partition(".")[0]) == 64  # 192 random bits, then 128 bits of SHA-256
+    storage.put(key, data, "image/jpeg")
+    assert read_verified(storage, key) == data
+    for damaged in (b"", data[:100], data[:-1] + b"\x00"):
+        storage.put(key, damaged, "image/jpeg")
+        with pytest.raises(OutputUnreadable, match="damaged") as caught:
+            read_verified(storage, key)
+        assert caught.value.reason == "damaged"
+    storage.delete(key)
+    with pytest.raises(OutputUnreadable, match="missing"):
+        read_verified(storage, key)
+
+
+def test_keys_made_before_checksums_are_read_as_they_are(storage: BlobStorage) -> None:
+    key = new_output_key("png")
+    storage.put(key, b"anything", "image/png")
+    assert read_verified(storage, key) == b"anything"
 
 
 def test_content_type_follows_the_extension() -> None:

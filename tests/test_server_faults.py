@@ -198,3 +198,44 @@ def test_a_locked_database_answers_503_with_retry_after_and_charges_nothing(
         again = httpx.post(f"{base}/v2/{MODEL}", json=body, headers=HEADERS, timeout=30)
         assert again.status_code == 200, again.text
     store.close()
+
+
+def _emptied(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _truncated_output(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _garbage_output(path: Path) -> None:
+    path.write_bytes(bytes(range(256)) * 8)
+
+
+@pytest.mark.parametrize("damage", [_emptied, _truncated_output, _garbage_output],
+                         ids=["emptied", "truncated", "garbage"])
+def test_a_damaged_output_is_reported_never_served(server, astronaut_uri, damage):
+    request_id = submit(server.base_url, astronaut_uri, 11)
+    wait_all(server.base_url, [request_id])
+    result = httpx.get(f"{server.base_url}/v2/requests/{request_id}", headers=HEADERS).json()
+    url = result["output"]
+    original = httpx.get(url)
+    assert original.status_code == 200 and original.content[:3] == b"\xff\xd8\xff"
+    damage(server.data_dir / "outputs" / url.rsplit("/", 1)[-1])
+    answer = httpx.get(url)
+    assert answer.status_code == 500
+    assert "is damaged in storage" in answer.json()["error"]
+    assert b"\xff\xd8\xff" not in answer.content[:3]
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert 'openremix_outputs_unreadable_total{reason="damaged"}' in metrics
+
+
+def test_a_deleted_output_is_reported_missing(server, astronaut_uri):
+    request_id = submit(server.base_url, astronaut_uri, 12)
+    wait_all(server.base_url, [request_id])
+    url = httpx.get(f"{server.base_url}/v2/requests/{request_id}", headers=HEADERS).json()[
+        "output"]
+    (server.data_dir / "outputs" / url.rsplit("/", 1)[-1]).unlink()
+    answer = httpx.get(url)
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "Output not found: it is missing from storage"

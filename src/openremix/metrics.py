@@ -35,3 +35,7 @@ batch_size = Histogram(
 engine_step_seconds = Histogram(
     "openremix_engine_step_seconds", "Time between engine progress steps", buckets=_SECONDS
 )
+outputs_unreadable = Counter(
+    "openremix_outputs_unreadable_total",
+    "Outputs that could not be served as the image, by reason (missing, damaged)", ["reason"],
+)

@@ -125,7 +125,9 @@ class OpenRemixProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"openremix {self.command} not ready in {timeout}s:\n{self.log()}")
+        output = self.log()
+        self.stop()  # never leave a process behind when a test gives up on it
+        raise RuntimeError(f"openremix {self.command} not ready in {timeout}s:\n{output}")
 
     def log(self) -> str:
         self._log.flush()

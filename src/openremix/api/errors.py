@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from openremix import metrics
 from openremix.contract.errors import InputImageError, InvalidRequest
 from openremix.jobs.store import (
     IdempotencyConflict,
@@ -22,6 +23,7 @@ from openremix.jobs.store import (
     database_error_types,
     store_unavailable,
 )
+from openremix.media.storage import OutputUnreadable
 
 log = logging.getLogger("openremix.api")
 
@@ -76,6 +78,11 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return ApiError(
             409, "Idempotency-Key was already used with a different request body"
         )
+    if isinstance(exc, OutputUnreadable):
+        metrics.outputs_unreadable.labels(exc.reason).inc()
+        if exc.reason == "missing":
+            return ApiError(404, "Output not found: it is missing from storage")
+        return ApiError(500, f"The {exc}; it is not served")
     if store_unavailable(exc):
         return ApiError(503, "The job store is unavailable right now; retry later",
                         headers={"Retry-After": "5"})
@@ -116,7 +123,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "Internal server error", request_id=_request_id(request))
 
     for cls in (ApiError, InvalidRequest, InputImageError, InsufficientCredits,
-                IdempotencyConflict):
+                IdempotencyConflict, OutputUnreadable):
         app.add_exception_handler(cls, on_known)
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]

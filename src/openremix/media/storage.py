@@ -8,6 +8,7 @@ optional single extension), which rules out path traversal by construction.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -61,12 +62,50 @@ def validate_key(key: str) -> str:
     return key
 
 
-def new_output_key(extension: str) -> str:
-    """A fresh, unguessable key such as `Xy3...Q.jpg` (32 random URL-safe characters)."""
+def new_output_key(extension: str, data: bytes | None = None) -> str:
+    """A fresh, unguessable key such as `Xy3...Q.jpg` (32 random URL-safe characters).
+
+    With `data`, the key also carries the first 128 bits of its SHA-256 (32 hex digits after
+    the random part), so whoever reads it back can check it (`read_verified`) without asking
+    the job store."""
     ext = extension.strip().lstrip(".").lower()
     if not _EXTENSION.match(ext):
         raise ValueError(f"invalid extension {extension!r}")
-    return f"{secrets.token_urlsafe(24)}.{ext}"
+    digest = "" if data is None else _digest(data)
+    return f"{secrets.token_urlsafe(24)}{digest}.{ext}"
+
+
+_DIGEST_HEX = 32
+_RANDOM_CHARS = 32
+_CARRIES_DIGEST = re.compile(rf"^[A-Za-z0-9_-]{{{_RANDOM_CHARS}}}([0-9a-f]{{{_DIGEST_HEX}}})\.")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:_DIGEST_HEX]
+
+
+class OutputUnreadable(Exception):
+    """A stored output that cannot be served as the image: `reason` is "missing" (deleted or
+    never stored) or "damaged" (its bytes no longer match the checksum in its key)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        what = "is missing from storage" if reason == "missing" else (
+            "is damaged in storage (its checksum does not match)")
+        super().__init__(f"output {key} {what}")
+        self.key = key
+        self.reason = reason
+
+
+def read_verified(storage: BlobStorage, key: str) -> bytes:
+    """The output's bytes, checked against the checksum its key carries (keys made before
+    checksums were added carry none and are read as they are). Raises `OutputUnreadable`."""
+    data = storage.get(key)
+    if data is None:
+        raise OutputUnreadable(key, "missing")
+    carried = _CARRIES_DIGEST.match(key)
+    if carried is not None and _digest(data) != carried.group(1):
+        raise OutputUnreadable(key, "damaged")
+    return data
 
 
 def content_type_for_key(key: str) -> str:

@@ -304,7 +304,7 @@ class Worker:
             return
         data, content_type = encode_image(output.image, params.output_format)
         extension = "jpg" if params.output_format == "jpeg" else params.output_format
-        key = new_output_key(extension)
+        key = new_output_key(extension, data)  # the key carries the checksum
         self.storage.put(key, data, content_type)
         result.update(output_key=key, content_type=content_type, file_size=len(data))
         if not self.store.complete(job.request_id, self.worker_id, result):

@@ -29,6 +29,7 @@ from openremix.contract.params import MODEL_SLUGS, SEED_MAX
 from openremix.contract.request import RemixRequest, canonical_body, parse_remix_request
 from openremix.jobs.model import ApiKey, Job, JobState, NewJob
 from openremix.jobs.params import pack_job_params
+from openremix.media.storage import read_verified
 from openremix.webhooks.request_fields import parse_webhook_fields
 
 log = logging.getLogger("openremix.api")
@@ -182,9 +183,7 @@ async def _image_response(
     state: AppState, job: Job, key: ApiKey, headers: dict[str, str]
 ) -> Response:
     result = job.result or {}
-    data = await run_in_threadpool(state.storage.get, result["output_key"])
-    if data is None:
-        raise ApiError(500, "The output image is missing from storage")
+    data = await run_in_threadpool(read_verified, state.storage, result["output_key"])
     fresh = await run_in_threadpool(state.store.get_api_key, key.key_id)
     remaining = (fresh or key).credits + (fresh or key).free_credits
     headers.update(
