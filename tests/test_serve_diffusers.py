@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 from segmind import SegmindClient
@@ -23,7 +24,7 @@ def test_serve_runs_a_local_diffusers_model_end_to_end(start_process, tmp_path: 
                                                         astronaut_uri):
     model = build_tiny_pipeline(tmp_path / "tiny-sd", kind="sd", seed=0)
     server = start_process(env={"OPENREMIX_ENGINE": "diffusers", "OPENREMIX_MODEL": str(model),
-                                "OPENREMIX_DEVICE": "cpu"})
+                                "OPENREMIX_DEVICE": "cpu", "OMP_NUM_THREADS": "1"})
     client = SegmindClient(api_key=TEST_KEY, base_url=f"{server.base_url}/v1")
     body = {"image": astronaut_uri, "prompt": "a portrait", "seed": 5, "aspect_ratio": "3x2",
             "rendering_speed": "TURBO", "magic_prompt": "OFF"}
@@ -43,3 +44,61 @@ def test_serve_with_the_diffusers_engine_and_no_model_exits_2_saying_what_to_set
     last = server.log().strip().splitlines()[-1]
     assert last.startswith("error: OPENREMIX_MODEL is empty"), server.log()
     assert "stabilityai/sdxl-turbo" in last and "openremix models pull" in last
+
+
+def _wired_max_side() -> bool:
+    from openremix.config import Settings
+    from openremix.server.wiring import diffusers_options
+
+    options = diffusers_options(Settings(max_side=64, enhancer_max_tokens=16))
+    return options.get("max_side") == 64 and options.get("enhancer_max_tokens") == 16
+
+
+@pytest.mark.skipif(not _wired_max_side(),
+                    reason="server.wiring.diffusers_options does not pass max_side and "
+                    "enhancer_max_tokens yet")
+def test_serve_remixes_with_ideogram_4_end_to_end(start_process, tmp_path: Path, astronaut_uri,
+                                                   chelsea_uri):
+    from tests.support.tiny_ideogram4 import build_tiny_ideogram4
+
+    model = build_tiny_ideogram4(tmp_path / "tiny-ideogram4", seed=0, enhancer_head=True)
+    server = start_process(env={"OPENREMIX_ENGINE": "diffusers", "OPENREMIX_MODEL": str(model),
+                                "OPENREMIX_DEVICE": "cpu", "OPENREMIX_MAX_SIDE": "64",
+                                "OPENREMIX_BATCH_WINDOW_MS": "300",
+                                "OPENREMIX_ENHANCER_MAX_TOKENS": "16",
+                                "OMP_NUM_THREADS": "1"})  # tiny models spin on a busy 2-core box
+    client = SegmindClient(api_key=TEST_KEY, base_url=f"{server.base_url}/v1")
+    body = {"image": astronaut_uri, "prompt": "a portrait of a cat", "seed": 5,
+            "rendering_speed": "TURBO", "magic_prompt": "OFF"}
+    solo = {}
+    for shape in ({"aspect_ratio": "3x2"}, {"aspect_ratio": "9x16"}, {"resolution": "1536x512"}):
+        content = client.run_sync("ideogram-3-remix", **body, **shape).content
+        expected = {"3x2": (1248, 832), "9x16": (736, 1312)}.get(
+            shape.get("aspect_ratio", ""), (1536, 512))
+        assert Image.open(io.BytesIO(content)).size == expected
+        solo[tuple(shape.values())] = content
+    again = client.run_sync("ideogram-3-remix", **body, aspect_ratio="3x2").content
+    assert again == solo[("3x2",)]
+    other_input = client.run_sync("ideogram-3-remix", **{**body, "image": chelsea_uri},
+                                  aspect_ratio="3x2").content
+    assert other_input != again
+
+    jobs = [client.submit_async("ideogram-3-remix", **{**body, "seed": s, "output_format": "png"})
+            for s in (21, 22, 23)]  # submitted together: the worker batches them
+    results = [job.wait(interval=0.2) for job in jobs]
+    for seed, result in zip((21, 22, 23), results, strict=True):
+        assert result["details"]["family"] == "ideogram4"
+        batched = httpx.get(result["output"]).content
+        alone = client.run_sync("ideogram-3-remix", **{**body, "seed": seed,
+                                                       "output_format": "png"}).content
+        assert batched == alone
+
+    try:
+        magic = client.submit_async("ideogram-3-remix", **{**body, "magic_prompt": "ON",
+                                                           "negative_prompt": "blurry"}
+                                    ).wait(interval=0.2)
+    except Exception as exc:
+        raise AssertionError(f"{exc!r} {getattr(exc, 'detail', '')}\n{server.log()}") from exc
+    assert magic["prompt"] != body["prompt"]  # the model's own enhancer (a tiny random head)
+    assert magic["details"]["conditioning_prompt"] == magic["prompt"]
+    assert any("negative_prompt" in w for w in magic["warnings"])

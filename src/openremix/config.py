@@ -112,6 +112,29 @@ class Settings(BaseSettings):
         "`h94/IP-Adapter/models/ip-adapter_sd15.safetensors`); empty: the references' colours "
         "only.",
     )
+    max_side: int = Field(
+        0,
+        ge=0,
+        description="Diffusers engine: the longest side a remix is generated at (the output is "
+        "then resized to exactly the requested size); 0: no cap beyond the model's own.",
+    )
+    cpu_offload: bool = Field(
+        False,
+        description="Diffusers engine: keep the model's components in CPU memory and move each "
+        "to the GPU only while it runs (`enable_model_cpu_offload`), for cards too small to "
+        "hold the whole model (Ideogram 4 has about 55 GB of bf16 weights); slower.",
+    )
+    model_variant: str = Field(
+        "",
+        description="Diffusers engine: the weight files' variant to load where a model "
+        "repository carries several (e.g. `fp16`); empty: the default files.",
+    )
+    enhancer_max_tokens: int = Field(
+        1024,
+        ge=1,
+        description="Diffusers engine: most tokens a model's own prompt enhancer writes for "
+        "`magic_prompt` (Ideogram 4's structured caption; bounds its time).",
+    )
     max_batch: int = Field(
         4, description="Most jobs one engine call runs together (engines that batch)."
     )

@@ -159,7 +159,8 @@ def models_pull(
             repo_id=model_id,
             revision=revision,
             local_dir=target,
-            allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.md"],
+            # `*.jinja`: chat templates kept in their own file (Ideogram 4's Qwen3-VL tokenizer)
+            allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.md", "*.jinja"],
         )
     except Exception as exc:  # the hub client raises many kinds; report one line
         reason = (str(exc).splitlines() or [""])[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from openremix.config import Settings
 from openremix.engine.registry import load_engine
@@ -88,14 +89,17 @@ def open_output_storage(settings: Settings) -> BlobStorage:
     return storage
 
 
-def diffusers_options(settings: Settings) -> dict[str, str]:
+def diffusers_options(settings: Settings) -> dict[str, Any]:
     """The diffusion engine's arguments, from the settings only (the engine reads no environment).
 
     A model pulled into the data folder is used from there; empty values are passed as they
     are: the engine picks the device and dtype, and refuses an empty model with a sentence.
     """
     return {"model": settings.resolved_model(), "device": settings.device,
-            "dtype": settings.dtype, "ip_adapter": settings.ip_adapter}
+            "dtype": settings.dtype, "ip_adapter": settings.ip_adapter,
+            "max_side": settings.max_side, "cpu_offload": settings.cpu_offload,
+            "variant": settings.model_variant,
+            "enhancer_max_tokens": settings.enhancer_max_tokens}
 
 
 def build_worker(

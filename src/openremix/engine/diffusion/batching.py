@@ -32,11 +32,14 @@ class BatchProgress:
     def callback(self, pipe: Any, step: int, timestep: Any,
                  kwargs: dict[str, Any]) -> dict[str, Any]:
         """Called by diffusers after each denoising step; `JobCancelled` propagates."""
-        steps = int(getattr(pipe, "num_timesteps", 0) or self.planned[self.group])
+        self.step(step, int(getattr(pipe, "num_timesteps", 0) or self.planned[self.group]))
+        return kwargs
+
+    def step(self, step: int, steps: int) -> None:
+        """The running group finished its step `step` (from 0) of `steps`."""
         self.current = steps
         total = self.done + steps + sum(self.planned[self.group + 1:])
         self.on_step(self.done + step + 1, total)
-        return kwargs
 
     def next_group(self) -> None:
         """The group finished: its actual step count joins the done count."""
@@ -45,7 +48,8 @@ class BatchProgress:
         self.current = None
 
 
-_PER_JOB_MODULES = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer")
+_PER_JOB_MODULES = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer",
+                    "unconditional_transformer")
 
 
 @contextmanager

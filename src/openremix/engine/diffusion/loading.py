@@ -1,9 +1,10 @@
-"""Loading a diffusers model: the device and dtype, the pipeline, and what the mapping needs
-to know about it (`ModelTraits`).
+"""Loading a diffusers model: the device and dtype, the pipeline, and what the classic mapping
+needs to know about it (`ModelTraits`).
 
-Today every model loads through `AutoPipelineForImage2Image` (the classic img2img families:
-SD 1.x/2.x, SDXL, Turbo, LCM, ...). `load_pipeline` is the one place that picks the pipeline
-class, so a family with a call of its own is chosen here.
+`families.open_model` reads the folder's `model_index.json` and hands the `ModelSource` to the
+family's module, which names its pipeline class; `load_pipeline` loads any class the same way
+(local folders never touch the hub; bf16/fp16 on GPUs; CPU offload for small cards; one
+EngineError sentence for any failure).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoPipelineForImage2Image
 from diffusers.utils import deprecation_utils
 
 from openremix.engine.base import EngineError
 from openremix.engine.diffusion import mapping as dm
+from openremix.engine.diffusion.families import ModelSource
 
 _DTYPE_ARG = ("dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
               else "torch_dtype")
@@ -47,23 +48,34 @@ def pick_dtype(name: str | None, device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "mps" else torch.float32
 
 
-def load_pipeline(model: str, device: torch.device, dtype: torch.dtype) -> Any:
-    """The model's img2img pipeline on `device`, quiet, with fused attention.
+def model_source(model: str, device: torch.device, dtype: torch.dtype, *,
+                 cpu_offload: bool = False, variant: str | None = None) -> ModelSource:
+    """Where `model` is: a local folder (expanded) or a hub id."""
+    local = Path(model).expanduser().is_dir()
+    path = str(Path(model).expanduser()) if local else model
+    return ModelSource(model, path, local, device, dtype, cpu_offload, variant or None)
 
-    `model` is a local folder (never touches the hub) or a hub id; any failure is one
-    EngineError sentence.
+
+def load_pipeline(source: ModelSource, pipeline_class: Any, **components: Any) -> Any:
+    """`pipeline_class.from_pretrained(source)` on the source's device, quiet.
+
+    `components` replace or add pipeline components (e.g. an optional head). With
+    `cpu_offload` the components stay on the CPU and each moves to the GPU while it runs.
     """
-    if device.type == "cuda":  # same shapes -> same kernels -> same bytes
+    if source.device.type == "cuda":  # same shapes -> same kernels -> same bytes
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    local = Path(model).expanduser().is_dir()
-    source = str(Path(model).expanduser()) if local else model
+    extra: dict[str, Any] = {_DTYPE_ARG: source.dtype, **components}
+    if source.variant:
+        extra["variant"] = source.variant
     try:
-        pipe = AutoPipelineForImage2Image.from_pretrained(
-            source, **{_DTYPE_ARG: dtype}, local_files_only=local)
+        pipe = pipeline_class.from_pretrained(source.path, local_files_only=source.local, **extra)
     except Exception as exc:  # hub errors, missing files, unknown pipelines: one message
-        raise EngineError(f"cannot load the diffusers model {model!r}: {exc}") from exc
-    pipe = pipe.to(device)
+        raise EngineError(f"cannot load the diffusers model {source.model!r}: {exc}") from exc
+    if source.cpu_offload and source.device.type != "cpu":
+        pipe.enable_model_cpu_offload(device=source.device)
+    else:
+        pipe = pipe.to(source.device)
     pipe.set_progress_bar_config(disable=True)
     _use_sdpa(pipe)
     return pipe

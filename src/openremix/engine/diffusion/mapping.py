@@ -273,24 +273,51 @@ class RemixPlan:
     style_type: str
     styles: list[dict[str, Any]] = field(default_factory=list)
     palette: PaletteColors = field(default_factory=list)
+    guidance_schedule: tuple[float, ...] = ()
+    """Per-step guidance over the full schedule (Ideogram 4); empty: `guidance` at every step."""
+    text_tokens: int = 0
+    """Length the prompt is padded to (Ideogram 4, which packs text and image tokens); 0: n/a."""
+    warnings: list[str] = field(default_factory=list)
+    """What the mapping could not honour, returned in the result's `warnings`."""
 
     def sampling_key(self) -> tuple[Any, ...]:
         """What jobs of one pipeline call must share."""
-        return (self.generation_size, self.steps, self.strength, self.guidance)
+        return (self.generation_size, self.steps, self.strength, self.guidance,
+                self.guidance_schedule, self.text_tokens)
 
 
-def _join(parts: Sequence[str | None]) -> str:
+def join_phrases(parts: Sequence[str | None]) -> str:
     return ", ".join(p.strip().rstrip(",") for p in parts if p and p.strip())
 
 
-def plan_remix(params: RemixRequest, prompt: str, traits: ModelTraits,
-               max_side: int | None = None) -> RemixPlan:
-    """Map one validated request (with the used `prompt`) onto the loaded model."""
-    family = traits.family
+@dataclass(frozen=True)
+class StyleChoice:
+    """What a request's style parameters amount to, before any family's own mapping."""
+
+    style_type: str
+    """`style_type`, with AUTO resolved from the prompt."""
+    template: StyleTemplate
+    codes: list[CodeStyle]
+    strength: float
+    """`strength_for(image_weight)` shifted by the codes, clamped to `STRENGTH_RANGE`."""
+    guidance_factor: float
+    """The style type's factor times the codes' mean factor."""
+    palette: PaletteColors
+    """The user's `color_palette`, else the codes' palettes merged."""
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The styles as reported in the result's details."""
+        styles = [c.describe() for c in self.codes]
+        if not self.codes and self.style_type != "GENERAL":
+            styles = [{"name": self.style_type.lower(), "source": "style_type"}]
+        return styles
+
+
+def choose_style(params: RemixRequest) -> StyleChoice:
+    """Resolve `style_type`, `style_codes`, `color_palette` and `image_weight` (all families)."""
     style_type = resolve_style_type(params.style_type, params.prompt)
     template = STYLE_TEMPLATES.get(style_type, STYLE_TEMPLATES["GENERAL"])
     codes = [code_style(c) for c in params.style_codes]
-
     strength = strength_for(params.image_weight)
     factor = template.guidance_factor
     palette: PaletteColors = []
@@ -304,24 +331,29 @@ def plan_remix(params: RemixRequest, prompt: str, traits: ModelTraits,
     strength = round(min(max(strength, STRENGTH_RANGE[0]), STRENGTH_RANGE[1]), 3)
     if params.color_palette is not None:
         palette = palette_colors(params.color_palette)  # the user's palette wins over codes'
+    return StyleChoice(style_type, template, codes, strength, factor, palette)
 
+
+def plan_remix(params: RemixRequest, prompt: str, traits: ModelTraits,
+               max_side: int | None = None) -> RemixPlan:
+    """Map one validated request (with the used `prompt`) onto the loaded model."""
+    family = traits.family
+    style = choose_style(params)
     guidance = base_guidance(family)
     if guidance > 1.0:  # CFG is on: style factors apply
-        guidance = round(max(1.5, guidance * factor), 2)
-    steps = schedule_steps(params.rendering_speed, family, strength)
-    styles = [c.describe() for c in codes]
-    if not codes and style_type != "GENERAL":
-        styles = [{"name": style_type.lower(), "source": "style_type"}]
+        guidance = round(max(1.5, guidance * style.guidance_factor), 2)
+    steps = schedule_steps(params.rendering_speed, family, style.strength)
+    palette = style.palette
     return RemixPlan(
-        prompt=_join([prompt, template.suffix, *(c.fragment for c in codes),
+        prompt=join_phrases([prompt, style.template.suffix, *(c.fragment for c in style.codes),
                       palette_phrase(palette) if palette else None]),
-        negative_prompt=_join([params.negative_prompt, template.negative]) or None,
-        strength=strength,
+        negative_prompt=join_phrases([params.negative_prompt, style.template.negative]) or None,
+        strength=style.strength,
         steps=steps,
-        denoise_steps=denoising_steps(steps, strength),
+        denoise_steps=denoising_steps(steps, style.strength),
         guidance=guidance,
         generation_size=generation_size(params.size, traits, max_side),
-        style_type=style_type,
-        styles=styles,
+        style_type=style.style_type,
+        styles=style.describe(),
         palette=palette,
     )

@@ -1,0 +1,262 @@
+"""DiffusersEngine's Ideogram 4 family on a tiny random-weight Ideogram 4 built at test time.
+
+Every component is the real class (Qwen3-VL encoder, FLUX.2 VAE, two Ideogram 4 transformers,
+the prompt enhancer head), saved and loaded like a downloaded model. Its images are noise-like:
+the checks are about the maths against diffusers' own pipeline, determinism and direction.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+pytest.importorskip("diffusers.pipelines.ideogram4")
+
+from openremix.contract.request import RemixRequest  # noqa: E402
+from openremix.engine.base import EngineInput, EngineOutput, JobCancelled  # noqa: E402
+from openremix.engine.diffusion import ideogram4_mapping as im  # noqa: E402
+from openremix.engine.diffusion.batching import BatchProgress  # noqa: E402
+from openremix.engine.diffusion.engine import DiffusersEngine  # noqa: E402
+from tests.support.tiny_ideogram4 import build_tiny_ideogram4  # noqa: E402
+
+SIDE = 64
+TINY = {"max_side": SIDE, "threads": 1, "enhancer_max_tokens": 12}
+UPSTREAM = getattr(diffusers, "Ideogram4Img2ImgPipeline", None)
+
+
+def photo(name: str = "astronaut") -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(getattr(data, name)()).convert("RGB")
+
+
+def item(image: Image.Image | None = None, refs: list[Image.Image] | None = None,
+         **kw: Any) -> EngineInput:
+    values: dict[str, Any] = {"image": "x", "prompt": "a photo of a cat", "seed": 7,
+                              "rendering_speed": "TURBO", "magic_prompt": "OFF"}
+    values.update(kw)
+    return EngineInput("req", RemixRequest.model_validate(values), image or photo(), refs or [])
+
+
+def no_op(step: int, total: int) -> None:
+    pass
+
+
+def remix(engine: DiffusersEngine, **kw: Any) -> EngineOutput:
+    return engine.remix([item(**kw)], no_op)[0]
+
+
+def pixels(out: EngineOutput) -> np.ndarray:
+    assert out.image is not None
+    return np.asarray(out.image, dtype=np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny model with its enhancer head, and the same model without it."""
+    root = tmp_path_factory.mktemp("tiny-ideogram4")
+    with_head = build_tiny_ideogram4(root / "with-head", seed=0, enhancer_head=True)
+    plain = root / "plain"
+    shutil.copytree(with_head, plain, ignore=shutil.ignore_patterns("prompt_enhancer_head"))
+    index = json.loads((plain / "model_index.json").read_text())
+    index["prompt_enhancer_head"] = [None, None]
+    (plain / "model_index.json").write_text(json.dumps(index))
+    return {"with-head": with_head, "plain": plain}
+
+
+@pytest.fixture(scope="module")
+def engines(folders: dict[str, Path]) -> Iterator[dict[str, DiffusersEngine]]:
+    threads = torch.get_num_threads()
+    built = {name: DiffusersEngine(model=str(folder), **TINY) for name, folder in folders.items()}
+    for engine in built.values():
+        engine.load()
+    yield built
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def engine(engines: dict[str, DiffusersEngine]) -> DiffusersEngine:
+    return engines["plain"]
+
+
+def test_the_family_is_picked_from_model_index_json(engines: dict[str, DiffusersEngine]) -> None:
+    engine = engines["plain"]
+    assert engine.family is not None and engine.family.name == "ideogram4"
+    assert type(engine.pipe).__name__ == ("Ideogram4Img2ImgPipeline" if UPSTREAM
+                                          else "Ideogram4Pipeline")
+    assert engine.pipe.prompt_enhancer_head is None
+    assert engines["with-head"].pipe.prompt_enhancer_head is not None
+    assert engine.traits is not None and engine.traits.multiple == 4  # VAE x2, packing x2
+
+
+def _latent_run(engine: DiffusersEngine, job: EngineInput) -> torch.Tensor:
+    _, groups = engine.prepare([job])
+    (group,) = groups.values()
+    assert engine.family is not None
+    with torch.inference_mode():
+        return engine.family.denoise(group, BatchProgress(no_op, [0]))  # type: ignore[attr-defined]
+
+
+def test_from_the_first_step_the_remix_is_diffusers_own_text_to_image_loop(
+        engine: DiffusersEngine) -> None:
+    """Started at step 0 (no API value does that) from the same start latents, our loop equals
+    Ideogram4Pipeline's bit for bit: prompt encoding, schedule, guidance and Euler steps."""
+    from openremix.engine.diffusion import ideogram4 as i4
+
+    job = item(prompt="a red cat in the city")
+    _, groups = engine.prepare([job])
+    (group,) = groups.values()
+    plan = group[0].plan
+    plan.denoise_steps = plan.steps  # start at step 0
+    family = engine.family
+    assert isinstance(family, i4.Ideogram4Family)
+    width, height = plan.generation_size
+    generator = torch.Generator("cpu").manual_seed(job.params.seed)
+    with torch.inference_mode():
+        ours = family.denoise(group, BatchProgress(no_op, [plan.steps]))
+        engine.pipe.scheduler.set_timesteps(sigmas=i4.schedule_sigmas(plan.steps, height, width))
+        clean = family.encode_image(job.image, (width, height), generator)
+        noise = torch.randn(clean.shape, generator=generator)
+        start = engine.pipe.scheduler.scale_noise(clean, engine.pipe.scheduler.timesteps[:1],
+                                                  noise)
+        theirs = diffusers.Ideogram4Pipeline(**engine.pipe.components)(
+            prompt=plan.prompt, height=height, width=width, num_inference_steps=plan.steps,
+            guidance_schedule=list(plan.guidance_schedule), max_sequence_length=plan.text_tokens,
+            latents=start, output_type="latent").images
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.skipif(UPSTREAM is None, reason="this diffusers has no Ideogram4Img2ImgPipeline")
+def test_our_loop_gives_upstreams_img2img_result(engine: DiffusersEngine) -> None:
+    job = item(prompt="a red cat in the city", image_weight=40)
+    via_upstream = engine.remix([job], no_op)[0]  # a solo job is one upstream call
+    assert engine.family is not None
+    engine.family.upstream = False  # type: ignore[attr-defined]
+    try:
+        ours = engine.remix([job], no_op)[0]
+    finally:
+        engine.family.upstream = True  # type: ignore[attr-defined]
+    assert ours.image is not None and via_upstream.image is not None
+    assert ours.image.tobytes() == via_upstream.image.tobytes()
+
+
+def test_output_is_exactly_the_requested_size(engine: DiffusersEngine) -> None:
+    for resolution in ("1024x1024", "1536x512", "704x1408"):
+        out = remix(engine, resolution=resolution)
+        w, h = (int(v) for v in resolution.split("x"))
+        assert out.image is not None and out.image.size == (w, h)
+        gw, gh = out.details["generation_size"]
+        assert max(gw, gh) <= SIDE and gw % 4 == gh % 4 == 0 and (gw >= gh) == (w >= h)
+    out = remix(engine, aspect_ratio="9x16")
+    assert out.image is not None and out.image.size == (736, 1312)
+
+
+def test_same_seed_same_bytes_another_seed_and_another_input_differ(
+        engine: DiffusersEngine) -> None:
+    a, b = remix(engine, seed=11), remix(engine, seed=11)
+    assert a.image is not None and b.image is not None and a.image.tobytes() == b.image.tobytes()
+    assert np.abs(pixels(a) - pixels(remix(engine, seed=12))).mean() > 0.005
+    other_input = remix(engine, seed=11, image=photo("coffee"))
+    assert np.abs(pixels(a) - pixels(other_input)).mean() > 0.02
+
+
+def test_a_batch_gives_each_job_the_bytes_it_gets_alone(engine: DiffusersEngine) -> None:
+    jobs = [item(prompt="a cat", seed=1), item(prompt="a red dog", seed=2, image=photo("chelsea")),
+            item(prompt="watercolor sea", seed=3, image=photo("coffee"))]
+    assert len({engine.batch_key(job.params) for job in jobs}) == 1
+    steps: list[tuple[int, int]] = []
+    batch = engine.remix(jobs, lambda s, t: steps.append((s, t)))
+    total = steps[-1][1]
+    assert steps == [(s, total) for s in range(1, total + 1)]  # one group, one loop
+    for job, out in zip(jobs, batch, strict=True):
+        alone = engine.remix([job], no_op)[0]
+        assert out.image is not None and alone.image is not None
+        assert out.image.tobytes() == alone.image.tobytes()
+
+
+def test_a_higher_image_weight_keeps_more_of_the_input_in_latent_space(
+        engine: DiffusersEngine) -> None:
+    from openremix.engine.diffusion import ideogram4 as i4
+
+    family = engine.family
+    assert isinstance(family, i4.Ideogram4Family)
+    distance = {}
+    for weight in (1, 25, 50, 75, 100):
+        job = item(image_weight=weight, rendering_speed="DEFAULT")
+        latents = _latent_run(engine, job)
+        with torch.inference_mode():
+            clean = family.encode_image(job.image, (SIDE, SIDE))
+        distance[weight] = float((latents - clean).pow(2).mean().sqrt())
+    assert distance[1] > distance[25] > distance[50] > distance[75] > distance[100]
+
+
+def test_rendering_speed_sets_the_steps_and_changes_the_output(engine: DiffusersEngine) -> None:
+    outs = {s: remix(engine, rendering_speed=s) for s in ("TURBO", "DEFAULT", "QUALITY")}
+    assert [outs[s].details["steps"] for s in outs] == [12, 24, 48]
+    assert outs["QUALITY"].details["guidance_schedule"][-3:] == [3.0, 3.0, 3.0]
+    assert np.abs(pixels(outs["TURBO"]) - pixels(outs["QUALITY"])).mean() > 0.002
+
+
+def test_progress_reports_every_step_and_cancel_stops_between_steps(
+        engine: DiffusersEngine) -> None:
+    steps: list[tuple[int, int]] = []
+    out = engine.remix([item(image_weight=50)], lambda s, t: steps.append((s, t)))[0]
+    assert steps == [(s, out.details["denoise_steps"]) for s in range(1, len(steps) + 1)]
+    seen: list[int] = []
+
+    def cancel_at_two(step: int, total: int) -> None:
+        seen.append(step)
+        if step == 2:
+            raise JobCancelled("cancelled")
+
+    with pytest.raises(JobCancelled):
+        engine.remix([item(rendering_speed="QUALITY")], cancel_at_two)
+    assert seen == [1, 2]
+    assert "forward" not in engine.pipe.transformer.__dict__  # per-job wrappers are gone
+    assert remix(engine).image is not None
+
+
+def test_style_and_palette_reach_the_caption_and_the_output(engine: DiffusersEngine) -> None:
+    plain = remix(engine)
+    for kw in ({"style_type": "DESIGN"}, {"style_codes": ["A1B2C3D4"]},
+               {"color_palette": {"name": "ULTRAMARINE"}}):
+        styled = remix(engine, **kw)
+        assert styled.details["conditioning_prompt"] != plain.details["conditioning_prompt"]
+        assert np.abs(pixels(styled) - pixels(plain)).mean() > 0.002, kw
+
+
+def test_a_negative_prompt_is_reported_unused(engine: DiffusersEngine) -> None:
+    plain, negative = remix(engine), remix(engine, negative_prompt="blurry")
+    assert negative.warnings == [im.NEGATIVE_WARNING]
+    assert plain.image is not None and negative.image is not None
+    assert negative.image.tobytes() == plain.image.tobytes()
+
+
+def test_style_references_fall_back_to_colours_with_a_warning(engine: DiffusersEngine) -> None:
+    red = Image.new("RGB", (64, 64), (200, 30, 30))
+    styled = remix(engine, refs=[red], style_reference_images=["https://x/red.png"])
+    assert styled.warnings == [im.REFERENCE_WARNING]
+    assert styled.details["style_reference"] == "color-statistics"
+
+
+def test_magic_prompt_uses_the_models_caption_enhancer_seeded(
+        engines: dict[str, DiffusersEngine]) -> None:
+    engine = engines["with-head"]
+    a = remix(engine, prompt="a cat", magic_prompt="ON", seed=3)
+    b = remix(engine, prompt="a cat", magic_prompt="ON", seed=3)
+    assert a.prompt == b.prompt and a.prompt != "a cat"  # the tiny head writes noise
+    assert a.details["conditioning_prompt"] == a.prompt
+    assert a.image is not None and b.image is not None and a.image.tobytes() == b.image.tobytes()
+    long_prompt = "a photo of a grey cat sitting on a red brick wall in the city at night"
+    assert remix(engine, prompt=long_prompt, magic_prompt="AUTO").prompt == long_prompt
+    template = remix(engines["plain"], prompt="cat", magic_prompt="ON")
+    assert template.prompt.startswith("cat, ")
