@@ -57,15 +57,41 @@ def request(seed: int, resolution: str) -> RemixRequest:
         style_type="GENERAL", style_codes=[], style_reference_images=[], color_palette=None)
 
 
+def engine_pair(folder: Path, device: str, threads: int) -> tuple[DiffusersEngine,
+                                                                   DiffusersEngine]:
+    """The engine as served (exact batches) and with true batching, both loaded."""
+    engines = tuple(DiffusersEngine(model=str(folder), device=device, max_side=SIDE,
+                                    threads=threads, exact_batches=exact)
+                    for exact in (True, False))
+    for engine in engines:
+        engine.load()
+    return engines  # type: ignore[return-value]
+
+
+def engine_cases(exact: DiffusersEngine, loose: DiffusersEngine,
+                 photo: Image.Image) -> list[tuple[str, Callable[[], object]]]:
+    """The engine's rows: one image at 64 and 1024 px out, a batch exact and true, sequential."""
+
+    def items(n: int, resolution: str) -> list[EngineInput]:
+        return [EngineInput(f"r{i}", request(i, resolution), photo) for i in range(n)]
+
+    def run(engine: DiffusersEngine, jobs: list[EngineInput]) -> object:
+        return engine.remix(jobs, lambda step, total: None)
+
+    one64, one1024, four = items(1, "64x64"), items(1, "1024x1024"), items(BATCH, "64x64")
+    return [
+        ("engine, 1 image, 64x64 out", lambda: run(exact, one64)),
+        ("engine, 1 image, 1024x1024 out", lambda: run(exact, one1024)),
+        (f"engine exact, batch of {BATCH}", lambda: run(exact, four)),
+        (f"engine true batching, batch of {BATCH}", lambda: run(loose, four)),
+        (f"engine, {BATCH} sequential", lambda: [run(exact, [job]) for job in four]),
+    ]
+
+
 def bench_family(kind: str, folder: Path, args: argparse.Namespace) -> list[tuple[str, float]]:
     """Rows of (label, seconds) for one tiny model."""
     photo = Image.fromarray(data.astronaut())
-    exact = DiffusersEngine(model=str(folder), device=args.device, max_side=SIDE,
-                            threads=args.threads)
-    exact.load()
-    loose = DiffusersEngine(model=str(folder), device=args.device, max_side=SIDE,
-                            threads=args.threads, exact_batches=False)
-    loose.load()
+    exact, loose = engine_pair(folder, args.device, args.threads)
     plan = exact._plan(request(0, "64x64"), "a photo of a cat")
     pipe = exact.pipe
     small = photo.resize(plan.generation_size, Image.Resampling.LANCZOS)
@@ -76,23 +102,12 @@ def bench_family(kind: str, folder: Path, args: argparse.Namespace) -> list[tupl
                     num_inference_steps=plan.steps,
                     generator=[torch.Generator("cpu").manual_seed(i) for i in range(n)])
 
-    def items(n: int, resolution: str) -> list[EngineInput]:
-        return [EngineInput(f"r{i}", request(i, resolution), photo) for i in range(n)]
-
-    def run(engine: DiffusersEngine, jobs: list[EngineInput]) -> object:
-        return engine.remix(jobs, lambda step, total: None)
-
-    one64, one1024, four = items(1, "64x64"), items(1, "1024x1024"), items(BATCH, "64x64")
     tag = f"{kind} {plan.steps}x{plan.strength}={plan.denoise_steps} steps, cfg {plan.guidance}"
     cases: list[tuple[str, Callable[[], object]]] = [
         ("plain diffusers, 1 image", lambda: plain(1)),
-        ("engine, 1 image, 64x64 out", lambda: run(exact, one64)),
-        ("engine, 1 image, 1024x1024 out", lambda: run(exact, one1024)),
         (f"plain diffusers, batch of {BATCH}", lambda: plain(BATCH)),
         (f"plain diffusers, {BATCH} sequential", lambda: [plain(1) for _ in range(BATCH)]),
-        (f"engine exact, batch of {BATCH}", lambda: run(exact, four)),
-        (f"engine true batching, batch of {BATCH}", lambda: run(loose, four)),
-        (f"engine, {BATCH} sequential", lambda: [run(exact, [job]) for job in four]),
+        *engine_cases(exact, loose, photo),
     ]
     return [(f"{tag}: {label}", sec) for label, sec in interleaved_medians(cases, args.repeats)]
 

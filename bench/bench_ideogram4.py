@@ -21,13 +21,15 @@ from diffusers import Ideogram4Pipeline
 from PIL import Image
 from skimage import data
 
-from bench.bench_diffusers import interleaved_medians, request
-from openremix.engine.base import EngineInput
-from openremix.engine.diffusion.engine import DiffusersEngine
+from bench.bench_diffusers import (
+    BATCH,
+    SIDE,
+    engine_cases,
+    engine_pair,
+    interleaved_medians,
+    request,
+)
 from tests.support.tiny_ideogram4 import build_tiny_ideogram4
-
-BATCH = 4
-SIDE = 64
 
 
 def main() -> None:
@@ -38,12 +40,7 @@ def main() -> None:
     photo = Image.fromarray(data.astronaut())
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_tiny_ideogram4(Path(tmp) / "ideogram4", seed=0)
-        exact = DiffusersEngine(model=str(folder), device="cpu", max_side=SIDE,
-                                threads=args.threads)
-        exact.load()
-        loose = DiffusersEngine(model=str(folder), device="cpu", max_side=SIDE,
-                                threads=args.threads, exact_batches=False)
-        loose.load()
+        exact, loose = engine_pair(folder, "cpu", args.threads)
         plan = exact._plan(request(0, "64x64"), "a photo of a cat")
         plain_pipe = Ideogram4Pipeline(**exact.pipe.components)
         plain_pipe.set_progress_bar_config(disable=True)
@@ -56,21 +53,10 @@ def main() -> None:
                 max_sequence_length=plan.text_tokens,
                 generator=[torch.Generator("cpu").manual_seed(i) for i in range(n)])
 
-        def items(n: int, resolution: str) -> list[EngineInput]:
-            return [EngineInput(f"r{i}", request(i, resolution), photo) for i in range(n)]
-
-        def run(engine: DiffusersEngine, jobs: list[EngineInput]) -> object:
-            return engine.remix(jobs, lambda step, total: None)
-
-        one64, one1024, four = items(1, "64x64"), items(1, "1024x1024"), items(BATCH, "64x64")
         cases: list[tuple[str, Callable[[], object]]] = [
             ("plain diffusers t2i, same steps, 1 image", lambda: plain(1)),
-            ("engine remix, 1 image, 64x64 out", lambda: run(exact, one64)),
-            ("engine remix, 1 image, 1024x1024 out", lambda: run(exact, one1024)),
             (f"plain diffusers t2i, batch of {BATCH}", lambda: plain(BATCH)),
-            (f"engine exact, batch of {BATCH}", lambda: run(exact, four)),
-            (f"engine true batching, batch of {BATCH}", lambda: run(loose, four)),
-            (f"engine, {BATCH} sequential", lambda: [run(exact, [job]) for job in four]),
+            *engine_cases(exact, loose, photo),
         ]
         rows = interleaved_medians(cases, args.repeats)
     base = rows[0][1]
