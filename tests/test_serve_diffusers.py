@@ -102,3 +102,31 @@ def test_serve_remixes_with_ideogram_4_end_to_end(start_process, tmp_path: Path,
     assert magic["prompt"] != body["prompt"]  # the model's own enhancer (a tiny random head)
     assert magic["details"]["conditioning_prompt"] == magic["prompt"]
     assert any("negative_prompt" in w for w in magic["warnings"])
+
+
+@pytest.mark.skipif(not _wired_max_side(),
+                    reason="server.wiring.diffusers_options does not pass max_side yet")
+def test_serve_remixes_with_flux_kontext_end_to_end(start_process, tmp_path: Path, astronaut_uri,
+                                                     chelsea_uri):
+    from tests.support.tiny_flux_kontext import build_tiny_flux_kontext
+
+    model = build_tiny_flux_kontext(tmp_path / "tiny-kontext", seed=0)
+    server = start_process(env={"OPENREMIX_ENGINE": "diffusers", "OPENREMIX_MODEL": str(model),
+                                "OPENREMIX_DEVICE": "cpu", "OPENREMIX_MAX_SIDE": "64",
+                                "OPENREMIX_BATCH_WINDOW_MS": "300", "OMP_NUM_THREADS": "1"})
+    client = SegmindClient(api_key=TEST_KEY, base_url=f"{server.base_url}/v1")
+    body = {"image": astronaut_uri, "prompt": "make the cat blue", "seed": 5,
+            "rendering_speed": "TURBO", "magic_prompt": "OFF", "output_format": "png"}
+    first = client.run_sync("ideogram-3-remix", **body, aspect_ratio="3x2").content
+    assert Image.open(io.BytesIO(first)).size == (1248, 832)
+    assert client.run_sync("ideogram-3-remix", **body, aspect_ratio="3x2").content == first
+    other_input = client.run_sync("ideogram-3-remix", **{**body, "image": chelsea_uri},
+                                  aspect_ratio="3x2").content
+    assert other_input != first
+
+    jobs = [client.submit_async("ideogram-3-remix", **{**body, "seed": s}) for s in (31, 32)]
+    results = [job.wait(interval=0.2) for job in jobs]  # submitted together: one batch
+    for seed, result in zip((31, 32), results, strict=True):
+        assert result["details"]["family"] == "flux_kontext"
+        alone = client.run_sync("ideogram-3-remix", **{**body, "seed": seed}).content
+        assert httpx.get(result["output"]).content == alone

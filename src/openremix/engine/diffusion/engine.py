@@ -2,7 +2,7 @@
 
 Its configuration comes only as arguments (the worker passes the `Settings` values). The model
 loads once: `families.open_model` reads the folder's `model_index.json` and picks the family
-(classic img2img, Ideogram 4), which brings its own parameter mapping and
+(classic img2img, Ideogram 4, FLUX.1 Kontext), which brings its own parameter mapping and
 generation. One `remix` call then reads top to bottom, for every family:
 
 1. prepare: content filter, magic prompt, the family's plan; jobs with equal plans share a group;

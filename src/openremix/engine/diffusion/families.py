@@ -9,6 +9,7 @@ new module and one line in `FAMILY_MODULES`.
 | `_class_name` in `model_index.json` | family module | how it remixes |
 |---|---|---|
 | `Ideogram4Pipeline`, `Ideogram4Img2ImgPipeline` | `ideogram4` | image-to-image on Ideogram 4's own components |
+| `FluxKontextPipeline` | `flux_kontext` | instruction editing conditioned on the input, entered at the step `image_weight` picks |
 | anything else | `img2img` | `AutoPipelineForImage2Image` (SD 1.x/2.x, SDXL, SD3, FLUX.1, ...) |
 """  # noqa: E501 (a Markdown table for the README)
 
@@ -33,6 +34,7 @@ from openremix.engine.prompting.template import PromptEnhancer
 FAMILY_MODULES: dict[str, str] = {
     "Ideogram4Pipeline": "ideogram4",
     "Ideogram4Img2ImgPipeline": "ideogram4",
+    "FluxKontextPipeline": "flux_kontext",
 }
 """`_class_name` -> family module; any other class is classic img2img."""
 DEFAULT_FAMILY = "img2img"

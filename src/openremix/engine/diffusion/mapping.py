@@ -334,6 +334,13 @@ def choose_style(params: RemixRequest) -> StyleChoice:
     return StyleChoice(style_type, template, codes, strength, factor, palette)
 
 
+def styled_prompt(prompt: str, style: StyleChoice) -> str:
+    """`prompt` with the style type's suffix, the codes' fragments and the palette's phrase."""
+    palette = palette_phrase(style.palette) if style.palette else None
+    return join_phrases([prompt, style.template.suffix, *(c.fragment for c in style.codes),
+                         palette])
+
+
 def plan_remix(params: RemixRequest, prompt: str, traits: ModelTraits,
                max_side: int | None = None) -> RemixPlan:
     """Map one validated request (with the used `prompt`) onto the loaded model."""
@@ -343,10 +350,8 @@ def plan_remix(params: RemixRequest, prompt: str, traits: ModelTraits,
     if guidance > 1.0:  # CFG is on: style factors apply
         guidance = round(max(1.5, guidance * style.guidance_factor), 2)
     steps = schedule_steps(params.rendering_speed, family, style.strength)
-    palette = style.palette
     return RemixPlan(
-        prompt=join_phrases([prompt, style.template.suffix, *(c.fragment for c in style.codes),
-                      palette_phrase(palette) if palette else None]),
+        prompt=styled_prompt(prompt, style),
         negative_prompt=join_phrases([params.negative_prompt, style.template.negative]) or None,
         strength=style.strength,
         steps=steps,
@@ -355,5 +360,5 @@ def plan_remix(params: RemixRequest, prompt: str, traits: ModelTraits,
         generation_size=generation_size(params.size, traits, max_side),
         style_type=style.style_type,
         styles=style.describe(),
-        palette=palette,
+        palette=style.palette,
     )

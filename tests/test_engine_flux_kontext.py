@@ -1,0 +1,228 @@
+"""DiffusersEngine's FLUX.1 Kontext family on a tiny random-weight Kontext built at test time.
+
+Every component is the real class (CLIP and T5 encoders, FLUX's VAE convention, a
+`FluxTransformer2DModel` with guidance embedding), saved and loaded like a downloaded model, run
+by the real `FluxKontextPipeline`. Its images are noise-like: the checks are about the schedule,
+determinism and direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+if not hasattr(diffusers, "FluxKontextPipeline"):
+    pytest.skip("this diffusers has no FluxKontextPipeline", allow_module_level=True)
+
+from openremix.contract.request import RemixRequest  # noqa: E402
+from openremix.engine.base import EngineInput, EngineOutput, JobCancelled  # noqa: E402
+from openremix.engine.diffusion import flux_kontext_mapping as km  # noqa: E402
+from openremix.engine.diffusion.batching import BatchProgress  # noqa: E402
+from openremix.engine.diffusion.engine import DiffusersEngine  # noqa: E402
+from openremix.engine.diffusion.flux_kontext import FluxKontextFamily  # noqa: E402
+from tests.support.tiny_flux_kontext import build_tiny_flux_kontext  # noqa: E402
+
+SIDE = 64
+
+
+def photo(name: str = "astronaut") -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(getattr(data, name)()).convert("RGB")
+
+
+def item(image: Image.Image | None = None, refs: list[Image.Image] | None = None,
+         **kw: Any) -> EngineInput:
+    values: dict[str, Any] = {"image": "x", "prompt": "a photo of a cat", "seed": 7,
+                              "rendering_speed": "TURBO", "magic_prompt": "OFF"}
+    values.update(kw)
+    return EngineInput("req", RemixRequest.model_validate(values), image or photo(), refs or [])
+
+
+def no_op(step: int, total: int) -> None:
+    pass
+
+
+def remix(engine: DiffusersEngine, **kw: Any) -> EngineOutput:
+    return engine.remix([item(**kw)], no_op)[0]
+
+
+def pixels(out: EngineOutput) -> np.ndarray:
+    assert out.image is not None
+    return np.asarray(out.image, dtype=np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiffusersEngine]:
+    folder = build_tiny_flux_kontext(tmp_path_factory.mktemp("tiny-kontext") / "model", seed=0)
+    threads = torch.get_num_threads()
+    built = DiffusersEngine(model=str(folder), max_side=SIDE, threads=1)
+    built.load()
+    yield built
+    torch.set_num_threads(threads)
+
+
+def family_of(engine: DiffusersEngine) -> FluxKontextFamily:
+    assert isinstance(engine.family, FluxKontextFamily)
+    return engine.family
+
+
+def test_the_family_is_picked_from_model_index_json(engine: DiffusersEngine) -> None:
+    assert family_of(engine).name == "flux_kontext"
+    assert type(engine.pipe).__name__ == "FluxKontextPipeline"
+    assert engine.traits is not None and engine.traits.multiple == 4  # VAE x2, packing x2
+    assert remix(engine).details["family"] == "flux_kontext"
+
+
+def test_the_sliced_schedule_is_the_tail_of_the_full_one(engine: DiffusersEngine) -> None:
+    """The scheduler shifts each sigma on its own, so entering at a step keeps the full
+    schedule's timesteps from there (what makes the start step a point of the real schedule)."""
+    scheduler = engine.pipe.scheduler
+    scheduler.set_timesteps(sigmas=km.schedule_sigmas(28, 0), mu=0.7)
+    full = scheduler.timesteps.clone()
+    scheduler.set_timesteps(sigmas=km.schedule_sigmas(28, 11), mu=0.7)
+    assert torch.allclose(scheduler.timesteps, full[11:])
+
+
+def test_output_is_exactly_the_requested_size(engine: DiffusersEngine) -> None:
+    for resolution in ("1024x1024", "1536x512", "704x1408"):
+        out = remix(engine, resolution=resolution)
+        w, h = (int(v) for v in resolution.split("x"))
+        assert out.image is not None and out.image.size == (w, h)
+        gw, gh = out.details["generation_size"]
+        assert max(gw, gh) <= SIDE and gw % 4 == gh % 4 == 0 and (gw >= gh) == (w >= h)
+    out = remix(engine, aspect_ratio="9x16")
+    assert out.image is not None and out.image.size == (736, 1312)
+
+
+def test_same_seed_same_bytes_another_seed_and_another_input_differ(
+        engine: DiffusersEngine) -> None:
+    a, b = remix(engine, seed=11), remix(engine, seed=11)
+    assert a.image is not None and b.image is not None and a.image.tobytes() == b.image.tobytes()
+    assert np.abs(pixels(a) - pixels(remix(engine, seed=12))).mean() > 0.002
+    other_input = remix(engine, seed=11, image=photo("coffee"))
+    assert np.abs(pixels(a) - pixels(other_input)).mean() > 0.02
+
+
+def test_a_batch_gives_each_job_the_bytes_it_gets_alone(engine: DiffusersEngine) -> None:
+    jobs = [item(prompt="a cat", seed=1), item(prompt="a red dog", seed=2, image=photo("chelsea")),
+            item(prompt="watercolor sea", seed=3, image=photo("coffee"))]
+    assert len({engine.batch_key(job.params) for job in jobs}) == 1
+    steps: list[tuple[int, int]] = []
+    batch = engine.remix(jobs, lambda s, t: steps.append((s, t)))
+    total = steps[-1][1]
+    assert steps == [(s, total) for s in range(1, total + 1)]  # one group, one call
+    for job, out in zip(jobs, batch, strict=True):
+        alone = engine.remix([job], no_op)[0]
+        assert out.image is not None and alone.image is not None
+        assert out.image.tobytes() == alone.image.tobytes()
+
+
+def test_a_higher_image_weight_keeps_more_of_the_input_in_latent_space(
+        engine: DiffusersEngine) -> None:
+    family = family_of(engine)
+    distance = {}
+    for weight in (1, 25, 50, 75, 100):
+        job = item(image_weight=weight, rendering_speed="DEFAULT")
+        _, groups = engine.prepare([job])
+        (group,) = groups.values()
+        with torch.inference_mode():
+            latents = family.run(group, BatchProgress(no_op, [0]), output_type="latent")
+            clean = family.encode_image(job.image, (SIDE, SIDE))
+            clean = engine.pipe._pack_latents(clean, 1, *clean.shape[1:])
+        distance[weight] = float((latents - clean).pow(2).mean().sqrt())
+    assert distance[1] > distance[25] > distance[50] > distance[75] > distance[100]
+
+
+def test_rendering_speed_sets_the_steps_and_changes_the_output(engine: DiffusersEngine) -> None:
+    outs = {s: remix(engine, rendering_speed=s, image_weight=1)
+            for s in ("TURBO", "DEFAULT", "QUALITY")}
+    assert [outs[s].details["steps"] for s in outs] == [14, 28, 50]
+    assert outs["DEFAULT"].details["guidance"] == km.GUIDANCE
+    assert np.abs(pixels(outs["TURBO"]) - pixels(outs["QUALITY"])).mean() > 0.001
+
+
+def test_progress_reports_every_step_and_cancel_stops_between_steps(
+        engine: DiffusersEngine) -> None:
+    steps: list[tuple[int, int]] = []
+    out = engine.remix([item(image_weight=50)], lambda s, t: steps.append((s, t)))[0]
+    assert steps == [(s, out.details["denoise_steps"]) for s in range(1, len(steps) + 1)]
+    assert len(steps) == out.details["denoise_steps"] == 8  # 14 - int(14 - 14 * 0.52)
+    seen: list[int] = []
+
+    def cancel_at_two(step: int, total: int) -> None:
+        seen.append(step)
+        if step == 2:
+            raise JobCancelled("cancelled")
+
+    with pytest.raises(JobCancelled):
+        engine.remix([item(rendering_speed="QUALITY")], cancel_at_two)
+    assert seen == [1, 2]
+    assert "forward" not in engine.pipe.transformer.__dict__  # per-job wrappers are gone
+    assert remix(engine).image is not None
+
+
+def test_style_and_palette_reach_the_instruction_and_the_output(engine: DiffusersEngine) -> None:
+    plain = remix(engine)
+    for kw in ({"style_type": "DESIGN"}, {"style_codes": ["A1B2C3D4"]},
+               {"color_palette": {"name": "ULTRAMARINE"}}):
+        styled = remix(engine, **kw)
+        assert styled.details["conditioning_prompt"] != plain.details["conditioning_prompt"]
+        assert np.abs(pixels(styled) - pixels(plain)).mean() > 0.002, kw
+
+
+def test_a_negative_prompt_runs_true_cfg_in_calls_of_its_own(engine: DiffusersEngine) -> None:
+    plain, negative = remix(engine), remix(engine, negative_prompt="blurry")
+    assert negative.warnings == [] and negative.details["negative_prompt"] == "blurry"
+    assert np.abs(pixels(plain) - pixels(negative)).mean() > 0.001
+    with_negative, without = item(negative_prompt="blurry"), item()
+    assert engine.batch_key(with_negative.params) != engine.batch_key(without.params)
+
+
+def test_style_references_fall_back_to_colours_with_a_warning(engine: DiffusersEngine) -> None:
+    red = Image.new("RGB", (64, 64), (200, 30, 30))
+    styled = remix(engine, refs=[red], style_reference_images=["https://x/red.png"])
+    assert styled.warnings == [km.REFERENCE_WARNING]
+    assert styled.details["style_reference"] == "color-statistics"
+
+
+def test_the_folder_layout_is_the_hubs(engine: DiffusersEngine) -> None:
+    folder = Path(engine.model)
+    for name in ("scheduler", "vae", "text_encoder", "tokenizer", "text_encoder_2",
+                 "tokenizer_2", "transformer"):
+        assert (folder / name).is_dir(), name
+
+
+def test_from_the_first_step_the_remix_is_diffusers_own_kontext_edit(
+        engine: DiffusersEngine) -> None:
+    """Started at step 0 (no API value does that), our run is `FluxKontextPipeline`'s own edit
+    of the same image from the same noise: the condition is encoded as the pipeline encodes it."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from openremix.media.images import center_crop_resize
+
+    family = family_of(engine)
+    job = item(prompt="a red cat in the city")
+    _, groups = engine.prepare([job])
+    (group,) = groups.values()
+    plan = group[0].plan
+    plan.denoise_steps = plan.steps
+    width, height = plan.generation_size
+    pipe = engine.pipe
+    with torch.inference_mode():
+        ours = family.run(group, BatchProgress(no_op, [plan.steps]), output_type="latent")
+        noise = randn_tensor((1, 4, height // 2, width // 2),
+                             generator=torch.Generator("cpu").manual_seed(job.params.seed))
+        theirs = pipe(prompt=plan.prompt, image=center_crop_resize(job.image, (width, height)),
+                      _auto_resize=False, height=height, width=width, max_area=width * height,
+                      latents=pipe._pack_latents(noise, 1, 4, height // 2, width // 2),
+                      num_inference_steps=plan.steps, guidance_scale=plan.guidance,
+                      max_sequence_length=family.text_tokens, output_type="latent").images
+    assert torch.equal(ours, theirs)
