@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +20,7 @@ from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.media.images import ImageLoader
 from openremix.media.storage import LocalStorage
 from openremix.worker.loop import Worker
+from tests.support.faults import sqlite_write_lock
 from tests.support.images import data_uri, photo
 
 
@@ -184,16 +183,6 @@ def test_stop_ends_run_forever(store, key, tmp_path):
     assert store.get(request_id).state is JobState.COMPLETED
 
 
-_HOLD_WRITE_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-"""
-
-
 def test_a_store_that_errs_for_a_while_never_stops_the_worker(store, key, tmp_path, monkeypatch):
     """Another process holds SQLite's write lock longer than the store waits: every claim
     fails meanwhile. The worker reports why (`serve`'s /readyz shows it), backs off, and takes
@@ -206,17 +195,12 @@ def test_a_store_that_errs_for_a_while_never_stops_the_worker(store, key, tmp_pa
     thread = threading.Thread(target=worker.run_forever, daemon=True)
     thread.start()
     assert worker.ready.wait(10)
-    locker = subprocess.Popen([sys.executable, "-c", _HOLD_WRITE_LOCK, str(store.path), "2.5"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+    with sqlite_write_lock(store.path, 2.5):
         deadline = time.monotonic() + 2.0
         while worker.store_error is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert worker.store_error is not None and "locked" in worker.store_error
         assert thread.is_alive()
-    finally:
-        assert locker.wait(20) == 0
     request_id = enqueue(store, key, seed=9)
     deadline = time.monotonic() + 15
     while store.get(request_id).state is not JobState.COMPLETED:
