@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,97 @@ def test_magic_prompt_uses_the_models_caption_enhancer_seeded(
     assert remix(engine, prompt=long_prompt, magic_prompt="AUTO").prompt == long_prompt
     template = remix(engines["plain"], prompt="cat", magic_prompt="ON")
     assert template.prompt.startswith("cat, ")
+
+
+# -- the vision tower (Qwen3-VL's `visual`): the enhancer sees the input and the references ----
+
+
+@contextmanager
+def without_vision(engine: DiffusersEngine) -> Iterator[None]:
+    """The text encoder without its vision tower, for the block (`monkeypatch` would delete the
+    submodule on undo)."""
+    encoder = engine.pipe.text_encoder
+    visual = encoder.visual
+    encoder.visual = None
+    try:
+        yield
+    finally:
+        encoder.visual = visual
+
+
+def _caption(engine: DiffusersEngine, image: Image.Image, seed: int = 3) -> str:
+    assert engine.family is not None
+    params = item(prompt="a cat", magic_prompt="ON", seed=seed).params
+    return engine.family.used_prompt(params, seed, image)
+
+
+def test_with_a_vision_tower_the_caption_depends_on_the_input_image(
+        engines: dict[str, DiffusersEngine]) -> None:
+    from openremix.engine.diffusion import ideogram4_vision as iv
+
+    engine = engines["with-head"]
+    assert iv.has_vision(engine.pipe)
+    astronaut = _caption(engine, photo())
+    assert astronaut == _caption(engine, photo())  # seeded: same input, same caption
+    assert astronaut != _caption(engine, photo("coffee"))
+
+
+def test_without_a_vision_tower_the_caption_is_diffusers_text_only_one(
+        engines: dict[str, DiffusersEngine]) -> None:
+    from openremix.engine.diffusion import ideogram4 as i4
+    from openremix.engine.diffusion import ideogram4_vision as iv
+
+    engine = engines["with-head"]
+    with without_vision(engine):
+        assert not iv.has_vision(engine.pipe)
+        caption = _caption(engine, photo())
+        assert caption == _caption(engine, photo("coffee"))
+    with torch.inference_mode():
+        expected = engine.pipe.upsample_prompt(
+            "a cat", height=1024, width=1024, temperature=i4.ENHANCER_TEMPERATURE,
+            max_new_tokens=TINY["enhancer_max_tokens"],
+            generator=torch.Generator("cpu").manual_seed(3))[0].strip()
+    assert caption == expected
+
+
+def test_with_a_vision_tower_references_are_described_into_the_caption(
+        engines: dict[str, DiffusersEngine]) -> None:
+    engine = engines["with-head"]
+    red = Image.new("RGB", (64, 64), (200, 30, 30))
+    plain = remix(engine)
+    styled = remix(engine, refs=[red], style_reference_images=["https://x/red.png"])
+    assert styled.warnings == []
+    caption = styled.details["conditioning_prompt"]
+    assert caption.startswith(plain.details["conditioning_prompt"] + ", style reference: ")
+    assert styled.details["styles"][-1]["source"] == "vision tower"
+    other = remix(engine, refs=[photo("coffee")], style_reference_images=["https://x/c.png"])
+    assert other.details["conditioning_prompt"] != caption
+    assert remix(engine, refs=[red], style_reference_images=["https://x/red.png"]).details[
+        "conditioning_prompt"] == caption  # the description depends on the references alone
+    with without_vision(engine):
+        fallback = remix(engine, refs=[red], style_reference_images=["https://x/red.png"])
+    assert fallback.warnings == [im.REFERENCE_WARNING]
+    assert fallback.details["conditioning_prompt"] == plain.details["conditioning_prompt"]
+
+
+def test_a_batch_with_described_references_gives_each_job_its_solo_bytes(
+        engines: dict[str, DiffusersEngine]) -> None:
+    """Two jobs share a text-token bucket until the description is woven in; then they pad
+    differently and run as two loops, with progress counting on across both."""
+    engine = engines["with-head"]
+    assert engine.family is not None
+    refs = {"refs": [photo("coffee")], "style_reference_images": ["https://x/c.png"]}
+    prompt = "a cat"
+    while engine.family.plan(item(prompt=prompt).params, prompt, SIDE).text_tokens == 64:
+        long_prompt, prompt = prompt, prompt + " cat"
+    jobs = [item(prompt="a dog", seed=1, **refs), item(prompt=long_prompt, seed=2, **refs)]
+    steps: list[tuple[int, int]] = []
+    batch = engine.remix(jobs, lambda s, t: steps.append((s, t)))
+    assert [t for _, t in steps] == [steps[-1][1]] * len(steps)
+    assert steps[-1][1] == 2 * batch[0].details["denoise_steps"]  # two loops
+    assert [s for s, _ in steps] == list(range(1, len(steps) + 1))
+    assert batch[1].details["conditioning_prompt"].startswith(long_prompt)
+    for job, out in zip(jobs, batch, strict=True):
+        alone = engine.remix([job], no_op)[0]
+        assert out.image is not None and alone.image is not None
+        assert out.image.tobytes() == alone.image.tobytes()

@@ -8,7 +8,8 @@ and loaded with `from_pretrained` like a downloaded model. No model hub is neede
 - tokenizer: a byte-level BPE trained here on a few sentences, with Qwen's special tokens and a
   Qwen-style chat template (text and image parts), wrapped as `PreTrainedTokenizerFast`;
 - text encoder: `Qwen3VLModel`, hidden 16 with 36 decoder layers (the pipeline taps 13 of them,
-  up to layer 35) and a small vision tower;
+  up to layer 35) and a small vision tower (patch 8, merge 2: one image token per 16x16 px),
+  which the enhancer uses to see the input image and the style references;
 - VAE: `AutoencoderKLFlux2` with two blocks of 8 channels and 4 latent channels (latents are
   packed 2x2 into 16-channel tokens; a generation side is a multiple of 4 px);
 - two `Ideogram4Transformer2DModel`s (2 layers, 2 heads of 16) reading 13 x 16 text features;

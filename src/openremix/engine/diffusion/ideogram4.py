@@ -18,6 +18,11 @@ components, top to bottom (`denoise`, then `decode`):
 Where the installed diffusers has upstream's `Ideogram4Img2ImgPipeline`, it is loaded instead
 and a solo job (or any group without exact batches) is one call of it; a test shows both paths
 give the same result on the same tiny model. The parameter mapping is `ideogram4_mapping`.
+
+Where the text encoder carries Qwen3-VL's vision tower (and the enhancer head is loaded),
+`ideogram4_vision` lets the magic-prompt enhancer see the input image, and describes the style
+references into the caption (`describe_references`, at generation time: the engine hands the
+family the references only with the planned jobs).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from PIL import Image
 
 from openremix.contract.request import RemixRequest
 from openremix.engine.diffusion import ideogram4_mapping as im
+from openremix.engine.diffusion import ideogram4_vision as iv
 from openremix.engine.diffusion import mapping as dm
 from openremix.engine.diffusion.batching import BatchProgress, rows_per_job
 from openremix.engine.diffusion.families import FamilyOptions, Job, ModelSource
@@ -47,6 +53,8 @@ SCHEDULE_STD = 1.5
 """The logit-normal schedule's base mean and spread (`Ideogram4Pipeline`'s defaults)."""
 LOGSNR_RANGE = (-15.0, 18.0)
 ENHANCER_TEMPERATURE = 1.0
+STYLE_SEED = 0
+"""The references' description is sampled with this seed (it depends on the references alone)."""
 
 
 def open_family(source: ModelSource, options: FamilyOptions) -> Ideogram4Family:
@@ -71,11 +79,27 @@ def schedule_sigmas(steps: int, height: int, width: int, mu: float = SCHEDULE_MU
     return (1.0 - t).flip(0)[:-1].to(torch.float32).tolist()
 
 
+class RunsProgress:
+    """`BatchProgress` for one group run as `runs` consecutive loops of equal length: step `i`
+    of loop `r` is reported as step `r * n + i` of `runs * n`."""
+
+    def __init__(self, progress: BatchProgress, runs: int) -> None:
+        self.progress, self.runs, self.run = progress, runs, 0
+
+    def step(self, step: int, steps: int) -> None:
+        self.progress.step(self.run * steps + step, self.runs * steps)
+
+    def callback(self, pipe: Any, step: int, timestep: Any,
+                 kwargs: dict[str, Any]) -> dict[str, Any]:
+        self.step(step, int(getattr(pipe, "num_timesteps", 0)
+                            or self.progress.planned[self.progress.group]))
+        return kwargs
+
+
 class Ideogram4Family:
     """Remix with Ideogram 4 (see the module docstring for the steps)."""
 
     name = "ideogram4"
-    reference_warning = im.REFERENCE_WARNING
 
     def __init__(self, pipe: Any, options: FamilyOptions, upstream: bool = False) -> None:
         self.pipe = pipe
@@ -85,17 +109,30 @@ class Ideogram4Family:
         self.patch = int(getattr(pipe, "patch_size", 2))
         self.traits = im.traits(int(pipe.vae_scale_factor) * self.patch)
 
+    @property
+    def reference_warning(self) -> str | None:
+        """None where the vision tower describes the references into the caption (then the
+        engine transfers no colours); else the colour-statistics fallback's warning."""
+        return None if iv.has_vision(self.pipe) else im.REFERENCE_WARNING
+
     # -- mapping ------------------------------------------------------------------------------
 
     def used_prompt(self, params: RemixRequest, seed: int, image: Image.Image) -> str:
         """The model's own structured-caption enhancer when its head is loaded (ON; AUTO for
-        short or vague prompts), seeded by the job; else the template enhancer."""
+        short or vague prompts), seeded by the job; else the template enhancer. Where the text
+        encoder has its vision tower, the enhancer sees the centre-cropped input image too
+        (`ideogram4_vision`), so the caption keeps what the prompt does not change."""
         head = getattr(self.pipe, "prompt_enhancer_head", None)
         mode = params.magic_prompt
         if head is None or mode == "OFF" or (mode == "AUTO" and not needs_enhancement(
                 params.prompt)):
             return apply_magic_prompt(params.prompt, mode, params.style_type, seed, self.enhancer)
         width, height = params.size
+        if iv.has_vision(self.pipe):
+            caption = iv.remix_caption(self.pipe, params.prompt, image, params.size, seed,
+                                       self.enhancer_max_tokens, ENHANCER_TEMPERATURE)
+            return caption or apply_magic_prompt(params.prompt, "ON", params.style_type, seed,
+                                                 self.enhancer)
         with torch.inference_mode():
             caption = self.pipe.upsample_prompt(
                 params.prompt, height=height, width=width, temperature=ENHANCER_TEMPERATURE,
@@ -119,14 +156,52 @@ class Ideogram4Family:
         return len(self.pipe.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def batch_extra(self, params: RemixRequest) -> tuple[Any, ...]:
-        """Nothing beyond the plan's sampling key."""
+        """The references' addresses where the vision tower describes them (one description
+        per group); else nothing beyond the plan's sampling key."""
+        if iv.has_vision(self.pipe) and params.style_reference_images:
+            return (tuple(params.style_reference_images),)
         return ()
+
+    def describe_references(self, group: Sequence[Job]) -> None:
+        """Weave the vision tower's description of the group's references (they share them,
+        see `batch_extra`) into each job's caption, and re-count its text tokens. Seeded by a
+        constant, not by a job: a description depends on the references alone."""
+        references = group[0].item.style_images
+        if not references or not iv.has_vision(self.pipe):
+            return
+        style = iv.describe_style(self.pipe, references, STYLE_SEED, ENHANCER_TEMPERATURE,
+                                  min(iv.STYLE_MAX_TOKENS, self.enhancer_max_tokens))
+        if not style:
+            return
+        for job in group:
+            job.plan.prompt = im.weave_caption(job.plan.prompt, [f"style reference: {style}"], [])
+            job.plan.text_tokens = im.text_tokens(self.token_count(job.plan.prompt))
+            job.plan.styles.append({"name": "style reference", "source": "vision tower",
+                                    "description": style})
 
     # -- generation ---------------------------------------------------------------------------
 
     def generate(self, group: Sequence[Job], progress: BatchProgress,
                  exact: bool) -> list[tuple[Image.Image, bool]]:
-        """Images at the plan's generation size (the model has no safety checker)."""
+        """Images at the plan's generation size (the model has no safety checker). Where the
+        references' description makes the group's captions pad to different token counts, each
+        count runs as a loop of its own, in order, so each job gets the bytes it gets alone."""
+        self.describe_references(group)
+        runs: dict[int, list[Job]] = {}
+        for job in group:
+            runs.setdefault(job.plan.text_tokens, []).append(job)
+        if len(runs) == 1:
+            return self._generate(group, progress, exact)
+        shared = RunsProgress(progress, len(runs))
+        images: dict[int, tuple[Image.Image, bool]] = {}
+        for run in runs.values():
+            images.update(zip((job.index for job in run),
+                              self._generate(run, shared, exact), strict=True))
+            shared.run += 1
+        return [images[job.index] for job in group]
+
+    def _generate(self, group: Sequence[Job], progress: BatchProgress | RunsProgress,
+                  exact: bool) -> list[tuple[Image.Image, bool]]:
         if self.upstream and (len(group) == 1 or not exact):
             images = self._upstream_call(group, progress)
         else:
@@ -134,7 +209,8 @@ class Ideogram4Family:
                 images = self.decode(self.denoise(group, progress, exact), group[0].plan, exact)
         return [(image, False) for image in images]
 
-    def _upstream_call(self, group: Sequence[Job], progress: BatchProgress) -> list[Image.Image]:
+    def _upstream_call(self, group: Sequence[Job],
+                       progress: BatchProgress | RunsProgress) -> list[Image.Image]:
         plan = group[0].plan
         width, height = plan.generation_size
         with torch.inference_mode():
@@ -150,7 +226,7 @@ class Ideogram4Family:
                 callback_on_step_end=progress.callback, callback_on_step_end_tensor_inputs=[],
                 output_type="pil").images)
 
-    def denoise(self, group: Sequence[Job], progress: BatchProgress,
+    def denoise(self, group: Sequence[Job], progress: BatchProgress | RunsProgress,
                 exact: bool = True) -> torch.Tensor:
         """Steps 1-5: the group's packed, normalised latents after the remaining steps."""
         pipe, plan = self.pipe, group[0].plan
