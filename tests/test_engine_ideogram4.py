@@ -324,6 +324,7 @@ def test_with_a_vision_tower_references_are_described_into_the_caption(
     caption = styled.details["conditioning_prompt"]
     assert caption.startswith(plain.details["conditioning_prompt"] + ", style reference: ")
     assert styled.details["styles"][-1]["source"] == "vision tower"
+    assert styled.details["style_reference"] == "caption"
     other = remix(engine, refs=[photo("coffee")], style_reference_images=["https://x/c.png"])
     assert other.details["conditioning_prompt"] != caption
     assert remix(engine, refs=[red], style_reference_images=["https://x/red.png"]).details[

@@ -197,7 +197,6 @@ class DiffusersEngine:
                 {"color_hex": rgb_to_hex(rgb), "color_weight": round(w, 3)}
                 for rgb, w in plan.palette]
         if job.item.style_images:
-            details["style_reference"] = ("color-statistics" if transfer_references
-                                          else "ip-adapter")
+            details["style_reference"] = self.family.reference_mode
         return EngineOutput(image=image, prompt=job.prompt, seed=job.seed, warnings=warnings,
                             details=details)

@@ -89,6 +89,9 @@ class Family(Protocol):
     reference_warning: str | None
     """The warning for `style_reference_images` when the family transfers only their colours;
     None when the model is conditioned on them (then no colour transfer)."""
+    reference_mode: str
+    """How `style_reference_images` are used, reported in the result's `style_reference`:
+    "ip-adapter", "caption" (described into the prompt) or "color-statistics"."""
 
     def used_prompt(self, params: RemixRequest, seed: int, image: Image.Image) -> str:
         """The prompt after magic prompt (returned to the user)."""

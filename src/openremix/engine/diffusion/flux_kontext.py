@@ -48,6 +48,7 @@ class FluxKontextFamily:
 
     name = "flux_kontext"
     reference_warning = km.REFERENCE_WARNING
+    reference_mode = "color-statistics"
 
     def __init__(self, pipe: Any, enhancer: PromptEnhancer | None = None) -> None:
         self.pipe = pipe

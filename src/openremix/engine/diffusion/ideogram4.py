@@ -115,6 +115,11 @@ class Ideogram4Family:
         engine transfers no colours); else the colour-statistics fallback's warning."""
         return None if iv.has_vision(self.pipe) else im.REFERENCE_WARNING
 
+    @property
+    def reference_mode(self) -> str:
+        """"caption" where the vision tower describes the references, else the colour fallback."""
+        return "caption" if iv.has_vision(self.pipe) else "color-statistics"
+
     # -- mapping ------------------------------------------------------------------------------
 
     def used_prompt(self, params: RemixRequest, seed: int, image: Image.Image) -> str:

@@ -52,6 +52,7 @@ class Img2ImgFamily:
         self.enhancer = enhancer
         self.traits = model_traits(pipe, model)
         self.reference_warning = None if ip_adapter else REFERENCE_WARNING
+        self.reference_mode = "ip-adapter" if ip_adapter else "color-statistics"
         self._call_args = frozenset(inspect.signature(pipe.__call__).parameters)
 
     def used_prompt(self, params: RemixRequest, seed: int, image: Image.Image) -> str:
