@@ -120,3 +120,39 @@ def test_remix_json_output(server, tmp_path: Path):
     body = json.loads(done.stdout)
     assert body["status"] == "COMPLETED" and body["saved_to"] == str(out)
     assert Image.open(out).format == "PNG"
+
+
+def test_db_backup_copies_a_running_store(start_process, tmp_path: Path, astronaut_uri):
+    import os
+    import shutil
+    import sqlite3
+
+    data_dir = tmp_path / "live"
+    server = start_process(env={"OPENREMIX_WORKERS": "0"}, data_dir=data_dir)
+    for seed in range(3):
+        answer = httpx.post(f"{server.base_url}/v2/ideogram-3-remix", headers={
+            "x-api-key": TEST_KEY}, json={"image": astronaut_uri, "prompt": "x", "seed": seed})
+        assert answer.status_code == 200, answer.text
+    target = tmp_path / "backup.db"
+
+    def jobs_in(path: Path) -> int:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+    done = openremix("db", "backup", str(target), "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    assert f"to {target}" in done.stdout and jobs_in(target) == 3  # while the server runs
+    again = openremix("db", "backup", str(target), "--data-dir", str(data_dir))
+    assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
+    assert openremix("db", "backup", str(target), "--force", "--data-dir",
+                     str(data_dir)).returncode == 0
+    server.stop()  # and after it stops, the database file alone holds everything
+    alone = tmp_path / "alone" / "openremix.db"
+    alone.parent.mkdir()
+    shutil.copyfile(data_dir / "openremix.db", alone)
+    assert jobs_in(alone) == 3
+
+    postgres = openremix("db", "backup", str(tmp_path / "pg.db"), env={
+        **os.environ, "OPENREMIX_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"})
+    assert postgres.returncode == 2 and "pg_dump" in postgres.stderr
+    assert not (tmp_path / "pg.db").exists()

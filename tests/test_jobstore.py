@@ -26,7 +26,13 @@ from openremix.jobs.sql import outbox as sql_outbox
 from openremix.jobs.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.jobs.status_body import terminal_status_body
-from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, JobStore, UnknownApiKey
+from openremix.jobs.store import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    JobStore,
+    QueueFull,
+    UnknownApiKey,
+)
 
 RETENTION = 3600.0
 MAX_ATTEMPTS = 3
@@ -355,6 +361,69 @@ def test_idempotency_keys_are_per_api_key_and_end_with_retention(
     clock.advance(RETENTION + 1)
     later, created = store.enqueue(new_job(alice, idempotency_key="abc", request_hash="new"))
     assert created and later.request_id != a.request_id
+
+
+# --- the queue limit ---------------------------------------------------------------------------
+def test_a_full_queue_refuses_the_job_and_charges_nothing(store: JobStore) -> None:
+    key = make_key(store, credits=10.0)
+    for _ in range(2):
+        enqueue(store, key, max_queue_depth=2)
+    refused = new_job(key, max_queue_depth=2)
+    with pytest.raises(QueueFull) as raised:
+        store.enqueue(refused)
+    assert (raised.value.depth, raised.value.limit) == (2, 2)
+    assert str(raised.value) == "Server overloaded: 2 requests are waiting (limit 2); retry later"
+    assert store.get(refused.request_id) is None
+    assert balance(store, key) == (0.0, 8.0)
+    assert store.claim_next("w", LEASE) is not None  # a claimed job no longer waits
+    enqueue(store, key, max_queue_depth=2)
+    enqueue(store, key)  # no limit given: none applies
+    assert store.queue_depth() == 3
+
+
+def test_expired_jobs_do_not_count_against_the_queue_limit(
+    store: JobStore, clock: FakeClock
+) -> None:
+    key = make_key(store, credits=10.0)
+    enqueue(store, key, max_queue_depth=1)
+    clock.advance(RETENTION + 1)
+    enqueue(store, key, max_queue_depth=1)
+
+
+def test_an_idempotent_replay_returns_its_job_while_the_queue_is_full(store: JobStore) -> None:
+    key = make_key(store, credits=10.0)
+    first, _ = store.enqueue(new_job(key, idempotency_key="abc", request_hash="h",
+                                     max_queue_depth=1))
+    again, created = store.enqueue(new_job(key, idempotency_key="abc", request_hash="h",
+                                           max_queue_depth=1))
+    assert not created and again.request_id == first.request_id
+    with pytest.raises(QueueFull):
+        store.enqueue(new_job(key, idempotency_key="other", request_hash="h", max_queue_depth=1))
+    assert balance(store, key) == (0.0, 9.0)
+
+
+def test_concurrent_enqueues_never_overshoot_the_queue_limit(store: JobStore) -> None:
+    keys = [make_key(store, credits=100.0) for _ in range(4)]  # several keys: no row lock helps
+    outcomes: list[str] = []
+    start = threading.Barrier(16)
+
+    def submit(key: ApiKey) -> None:
+        start.wait()
+        for _ in range(5):
+            try:
+                store.enqueue(new_job(key, max_queue_depth=10))
+                outcomes.append("queued")
+            except QueueFull:
+                outcomes.append("full")
+
+    threads = [threading.Thread(target=submit, args=(keys[i % 4],)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (outcomes.count("queued"), outcomes.count("full")) == (10, 70)
+    assert store.queue_depth() == 10
+    assert sum(balance(store, key)[1] for key in keys) == 400.0 - 10
 
 
 # --- lost workers ------------------------------------------------------------------------------

@@ -247,7 +247,8 @@ def test_a_version_1_database_upgrades_and_keeps_its_jobs_and_credits(
             "SELECT outcome FROM openremix_enqueue('r-old', 'ideogram-3-remix', 'key_old',"
             " '{}', 1.0, %s, %s, 3, 0, NULL, NULL)", (now, now + 3600)).fetchone()
         assert outcome == "created"
-    with pytest.raises(postgres_schema.SchemaError, match="1 migration"):
+    with pytest.raises(postgres_schema.SchemaError,
+                       match=f"{postgres_schema.SCHEMA_VERSION - 1} migration"):
         PostgresJobStore(postgres_db, auto_migrate=False)
 
     store = opened()  # upgrades

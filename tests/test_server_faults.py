@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -239,3 +241,47 @@ def test_a_deleted_output_is_reported_missing(server, astronaut_uri):
     answer = httpx.get(url)
     assert answer.status_code == 404
     assert answer.json()["error"] == "Output not found: it is missing from storage"
+
+
+def test_the_queue_limit_holds_under_100_concurrent_submits(start_process, astronaut_uri):
+    server = start_process(env={"OPENREMIX_WORKERS": "0", "OPENREMIX_MAX_QUEUE_DEPTH": "10",
+                                "OPENREMIX_RATE_LIMIT_PER_MINUTE": "0",
+                                "OPENREMIX_COST_PER_REQUEST": "1"})
+    credits_url = f"{server.base_url}/v1/get-user-credits"
+    before = httpx.get(credits_url, headers=HEADERS).json()["credits"]
+
+    async def submit_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            return await asyncio.gather(*(
+                client.post(f"{server.base_url}/v2/{MODEL}", headers=HEADERS, json={
+                    "image": astronaut_uri, "prompt": "pop art comic", "seed": seed})
+                for seed in range(100)))
+
+    answers = asyncio.run(submit_all())
+    accepted = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 503]
+    assert (len(accepted), len(refused)) == (10, 90), sorted({a.status_code for a in answers})
+    assert all(a.headers["Retry-After"] == "5" for a in refused)
+    assert all(a.json()["error"].startswith("Server overloaded: ") for a in refused)
+    assert all(a.json()["error"].endswith("(limit 10); retry later") for a in refused)
+    assert httpx.get(credits_url, headers=HEADERS).json()["credits"] == before - 10
+    assert {status(server.base_url, a.json()["request_id"])["status"] for a in accepted} == {
+        "QUEUED"}
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=b"])
+def test_a_client_that_hangs_up_mid_body_is_one_info_line(start_process, content_type):
+    server = start_process(env={"OPENREMIX_WORKERS": "0"})
+    with socket.create_connection(("127.0.0.1", server.port)) as conn:
+        conn.sendall(f"POST /v2/{MODEL} HTTP/1.1\r\nHost: x\r\nx-api-key: {TEST_KEY}\r\n"
+                     f"Content-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
+                     "--b\r\nContent-Disposition: form-data; name=\"".encode())
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while "disconnected" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.stop()
+    log = server.log_path.read_text()
+    assert "the client disconnected before sending the whole body" in log
+    assert "Traceback" not in log and "unhandled error" not in log

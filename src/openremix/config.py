@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         32 * 1024 * 1024, description="Largest accepted request body (413 above)."
     )
+    request_read_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a request may take to arrive whole (headers and body) from its "
+        "first byte, or a new connection to send one; slower clients are disconnected.",
+    )
     webhook_secret: str = Field(
         "",
         description="Secret that signs webhooks (Standard Webhooks; a `whsec_` + base64 secret "

@@ -20,6 +20,7 @@ from openremix.contract.errors import InputImageError, InvalidRequest
 from openremix.jobs.store import (
     IdempotencyConflict,
     InsufficientCredits,
+    QueueFull,
     database_error_types,
     store_unavailable,
 )
@@ -78,6 +79,8 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return ApiError(
             409, "Idempotency-Key was already used with a different request body"
         )
+    if isinstance(exc, QueueFull):
+        return ApiError(503, str(exc), headers={"Retry-After": "5"})
     if isinstance(exc, OutputUnreadable):
         metrics.outputs_unreadable.labels(exc.reason).inc()
         if exc.reason == "missing":
@@ -123,7 +126,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "Internal server error", request_id=_request_id(request))
 
     for cls in (ApiError, InvalidRequest, InputImageError, InsufficientCredits,
-                IdempotencyConflict, OutputUnreadable):
+                IdempotencyConflict, QueueFull, OutputUnreadable):
         app.add_exception_handler(cls, on_known)
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from openremix.api.errors import ApiError
+
+log = logging.getLogger("openremix.api")
 
 # Multipart fields whose text values are JSON (lists, objects, numbers, booleans).
 _JSON_FORM_FIELDS = frozenset(
@@ -78,6 +82,14 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"Request body is larger than {limit // (1024 * 1024)} MB")
 
 
+def _client_gone(request: Request) -> ApiError:
+    """A client that hung up mid-body: one info line (it is the client's doing, not a fault of
+    ours), and the answer it will never read."""
+    log.info("the client disconnected before sending the whole body",
+             extra={"request_id": getattr(request.state, "request_id", None)})
+    return ApiError(400, "body: the client disconnected before sending all of it")
+
+
 def _refuse_declared_oversize(request: Request, limit: int) -> None:
     """413 before reading anything when Content-Length already says too much."""
     declared = request.headers.get("content-length")
@@ -90,11 +102,14 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
     _refuse_declared_oversize(request, limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _client_gone(request) from None
     return b"".join(chunks)
 
 
@@ -128,6 +143,8 @@ async def _read_multipart(request: Request, limit: int) -> dict[str, Any]:
     _refuse_declared_oversize(request, limit)
     try:
         form = await request.form(max_part_size=limit)
+    except ClientDisconnect:
+        raise _client_gone(request) from None
     except Exception as exc:
         raise ApiError(400, f"body: is not valid multipart/form-data ({exc})") from None
     body: dict[str, Any] = {}

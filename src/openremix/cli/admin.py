@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from openremix.cli.app import DataOpt, app, console, settings_for
 from openremix.config import Settings
@@ -134,6 +135,34 @@ def db_status(data_dir: Path | None = DataOpt) -> None:
     print(status.describe())
     if status.version != status.known:
         raise typer.Exit(1)
+
+
+@db_app.command("backup")
+def db_backup(
+    path: Path = typer.Argument(..., help="Where to write the copy (a new SQLite file)."),
+    force: bool = typer.Option(False, "--force", help="Replace PATH if it exists."),
+    data_dir: Path | None = DataOpt,
+) -> None:
+    """Copy the SQLite job store (jobs, keys, credits) into PATH, safely while servers run.
+
+    Exit codes: 0 done, 2 error (PATH exists without --force, no database, PostgreSQL: use
+    pg_dump).
+    """
+    import sqlite3
+
+    from openremix.jobs.sqlite.backup import backup
+
+    settings = settings_for(data_dir=data_dir)
+    if _postgres_url(settings) is not None:
+        console.print("error: the job store is PostgreSQL: back it up with its own tools, e.g. "
+                      "pg_dump --format=custom --file=openremix.dump \"$OPENREMIX_DATABASE_URL\"")
+        raise typer.Exit(2)
+    try:
+        size = backup(settings.sqlite_path, path, overwrite=force)
+    except (OSError, sqlite3.Error) as exc:
+        console.print(escape(f"error: cannot back up {settings.sqlite_path}: {exc}"))
+        raise typer.Exit(2) from None
+    print(f"backed up {settings.sqlite_path} to {path} ({size} bytes)")
 
 
 @models_app.command("pull")

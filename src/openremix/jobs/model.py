@@ -60,6 +60,9 @@ class NewJob:
     """Hash of the canonical body; the same idempotency key with another hash is a conflict."""
     priority: int = 0
     """Higher runs first; equal priority runs oldest first."""
+    max_queue_depth: int | None = None
+    """Refuse the job (`QueueFull`) when this many jobs already wait; None: no limit. Checked
+    inside the enqueue transaction, so concurrent submits never overshoot it."""
 
 
 @dataclass

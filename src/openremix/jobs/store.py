@@ -33,6 +33,17 @@ class UnknownApiKey(StoreError):
     pass
 
 
+class QueueFull(StoreError):
+    """`NewJob.max_queue_depth` jobs already wait: nothing was enqueued or debited."""
+
+    def __init__(self, depth: int, limit: int) -> None:
+        super().__init__(
+            f"Server overloaded: {depth} requests are waiting (limit {limit}); retry later"
+        )
+        self.depth = depth
+        self.limit = limit
+
+
 _UNAVAILABLE_SQLITE = ("locked", "busy", "disk", "full", "readonly", "read-only", "i/o",
                        "unable to open")
 _UNAVAILABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO})
@@ -72,7 +83,10 @@ class JobStore(Protocol):
         Debits `free_credits` first, then `credits`. Raises `InsufficientCredits` when the two
         together are short. With an `idempotency_key` already used by the same key within the
         retention: returns `(existing_job, False)` when `request_hash` matches, raises
-        `IdempotencyConflict` otherwise (nothing debited). Returns `(job, True)` when inserted.
+        `IdempotencyConflict` otherwise (nothing debited). Raises `QueueFull` when
+        `new.max_queue_depth` unexpired jobs are QUEUED (an idempotent replay still returns its
+        job); the count and the insert are one transaction, serialised with other enqueues.
+        Returns `(job, True)` when inserted.
         """
         ...
 

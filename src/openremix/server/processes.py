@@ -90,10 +90,13 @@ def run_http(settings: Settings, store: JobStore, storage: BlobStorage,
     import uvicorn
 
     from openremix.api.app import create_app
+    from openremix.server.read_deadline import read_deadline_protocol
 
     api = create_app(settings, store, storage, on_enqueue=on_enqueue, readiness=readiness)
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=10)
+                access_log=False, timeout_graceful_shutdown=10,
+                # slow clients are cut off: see `read_deadline`
+                http=read_deadline_protocol(settings.request_read_timeout_seconds))
 
 
 def _build_workers(settings: Settings, store: JobStore, storage: BlobStorage,

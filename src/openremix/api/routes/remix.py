@@ -29,6 +29,7 @@ from openremix.contract.params import MODEL_SLUGS, SEED_MAX
 from openremix.contract.request import RemixRequest, canonical_body, parse_remix_request
 from openremix.jobs.model import ApiKey, Job, JobState, NewJob
 from openremix.jobs.params import pack_job_params
+from openremix.jobs.store import QueueFull
 from openremix.media.storage import read_verified
 from openremix.webhooks.request_fields import parse_webhook_fields
 
@@ -52,18 +53,22 @@ def _check_inline_images(state: AppState, req: RemixRequest) -> None:
     state.loader.check_inline_references(req.style_reference_images)
 
 
-async def _refuse_when_overloaded(state: AppState) -> None:
-    """503 with Retry-After while more jobs wait than `OPENREMIX_MAX_QUEUE_DEPTH`."""
+def _queue_limit(state: AppState) -> int | None:
+    """`OPENREMIX_MAX_QUEUE_DEPTH`, None when unlimited (0)."""
     limit = state.settings.max_queue_depth
-    if limit <= 0:
+    return limit if limit > 0 else None
+
+
+async def _refuse_when_overloaded(state: AppState) -> None:
+    """Refuse early (`QueueFull`: 503 with Retry-After), before the body is read, while the
+    queue is already full. Only a shortcut: the enqueue checks the limit again in its
+    transaction, which is what holds under concurrent submits."""
+    limit = _queue_limit(state)
+    if limit is None:
         return
     depth = await run_in_threadpool(state.store.queue_depth)
     if depth >= limit:
-        raise ApiError(
-            503,
-            f"Server overloaded: {depth} requests are waiting (limit {limit}); retry later",
-            headers={"Retry-After": "5"},
-        )
+        raise QueueFull(depth, limit)
 
 
 def _queue_timeout(request: Request) -> float | None:
@@ -130,6 +135,7 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
         cost=state.settings.cost_per_request,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
+        max_queue_depth=_queue_limit(state),
     )
     job, created = await run_in_threadpool(state.store.enqueue, new)
     request.state.request_id = job.request_id

@@ -21,6 +21,7 @@ import psycopg
 from psycopg.types.string import TextLoader
 
 from openremix.jobs.postgres.credit_rule import credit_rule_sql
+from openremix.jobs.postgres.enqueue_function import ENQUEUE_V3
 
 MIGRATION_LOCK = 0x6F70656E72656D78  # "openremx": the advisory lock id of schema upgrades
 NOTIFY_CHANNEL = "openremix_jobs"
@@ -222,7 +223,8 @@ END
 $$;
 """
 
-MIGRATIONS: list[str] = [_V1 + _V1_ENQUEUE, credit_rule_sql() + _V2_ENQUEUE]
+# Version 3: the queue limit inside the enqueue (`postgres.enqueue_function`).
+MIGRATIONS: list[str] = [_V1 + _V1_ENQUEUE, credit_rule_sql() + _V2_ENQUEUE, ENQUEUE_V3]
 """`MIGRATIONS[i]` upgrades schema version `i` to `i + 1`."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

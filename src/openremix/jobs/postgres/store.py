@@ -15,6 +15,8 @@ differs is how concurrency is made safe:
 - every transaction that makes a job claimable (an insert, a re-queue) sends `NOTIFY
   openremix_jobs` from a trigger; idle workers wait in `wait_for_work` on a dedicated LISTEN
   connection instead of polling;
+- with `NewJob.max_queue_depth`, the function counts the QUEUED jobs under an advisory lock
+  (`postgres.enqueue_function`), so concurrent submits never overshoot the limit;
 - sweeps (re-queueing lost leases, deleting expired jobs) take an advisory lock so that one
   process at a time does them; others skip;
 - the pool reconnects after a server restart (`postgres.connection.Database.run`).
@@ -39,7 +41,12 @@ from openremix.jobs.sql.base import Access
 from openremix.jobs.sql.dialect import Dialect
 from openremix.jobs.sql.rows import JOB_COLUMNS, row_to_job
 from openremix.jobs.sql.store import PROCESSING, QUEUED, SQLJobStore
-from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, UnknownApiKey
+from openremix.jobs.store import (
+    IdempotencyConflict,
+    InsufficientCredits,
+    QueueFull,
+    UnknownApiKey,
+)
 
 T = TypeVar("T")
 
@@ -55,8 +62,8 @@ _CLAIM = (
     f" RETURNING {JOB_COLUMNS}"
 )
 _ENQUEUE = (
-    "SELECT outcome, balance, debit_free, debit_paid, prior_id"
-    " FROM openremix_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "SELECT outcome, balance, debit_free, debit_paid, prior_id, queued"
+    " FROM openremix_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -124,7 +131,7 @@ class PostgresJobStore(SQLJobStore):
         now = self._clock()
         args = (new.request_id, new.model, new.api_key_id, json.dumps(new.params), new.cost, now,
                 now + self.retention_seconds, self.max_attempts, new.priority,
-                new.idempotency_key, new.request_hash)
+                new.idempotency_key, new.request_hash, new.max_queue_depth)
         try:
             row = self._db.run(lambda conn: conn.execute(_ENQUEUE, args).fetchone(),
                                transaction=False)
@@ -143,6 +150,9 @@ class PostgresJobStore(SQLJobStore):
             raise UnknownApiKey(new.api_key_id)
         if outcome == "insufficient":
             raise InsufficientCredits(row["balance"], new.cost)
+        if outcome == "queue_full":
+            assert new.max_queue_depth is not None
+            raise QueueFull(int(row["queued"]), new.max_queue_depth)
         if outcome == "conflict":
             raise IdempotencyConflict(
                 f"Idempotency key {new.idempotency_key!r} was used with another body"

@@ -28,6 +28,7 @@ from openremix.jobs.sql.api_keys import SQLApiKeys
 from openremix.jobs.sql.base import Access
 from openremix.jobs.sql.dialect import Connection, Row
 from openremix.jobs.sql.rows import JOB_COLUMNS, row_to_job
+from openremix.jobs.store import QueueFull
 
 QUEUED = JobState.QUEUED.value
 PROCESSING = JobState.PROCESSING.value
@@ -50,6 +51,7 @@ _REFUND = (
 )
 _EXPIRED_LEASE = f"state = '{PROCESSING}' AND lease_expires_at < ?"
 _UNEXPIRED_QUEUED = f"state = '{QUEUED}' AND expires_at > ?"
+_QUEUE_DEPTH = f"SELECT COUNT(*) AS n FROM jobs WHERE {_UNEXPIRED_QUEUED}"
 
 
 class SQLJobStore(SQLApiKeys):
@@ -242,9 +244,18 @@ class SQLJobStore(SQLApiKeys):
 
     def queue_depth(self) -> int:
         """QUEUED (and unexpired) jobs now."""
-        row = self._row(f"SELECT COUNT(*) AS n FROM jobs WHERE {_UNEXPIRED_QUEUED}",
-                        (self._clock(),))
+        row = self._row(_QUEUE_DEPTH, (self._clock(),))
         return int(row["n"]) if row else 0
+
+    def _refuse_when_full(self, conn: Connection, new: NewJob, now: float) -> None:
+        """Within the enqueue transaction: raise `QueueFull` when `new.max_queue_depth` jobs
+        already wait. The caller's transaction must exclude other enqueues until it ends."""
+        if new.max_queue_depth is None:
+            return
+        row = conn.execute(self._sql(_QUEUE_DEPTH), (now,)).fetchone()
+        depth = int(row["n"]) if row else 0
+        if depth >= new.max_queue_depth:
+            raise QueueFull(depth, new.max_queue_depth)
 
     def oldest_queued_age(self) -> float:
         """Seconds the oldest QUEUED job has waited (0 when none waits)."""

@@ -27,6 +27,7 @@ from openremix.jobs.sql.base import Access
 from openremix.jobs.sql.dialect import Dialect
 from openremix.jobs.sql.rows import INSERT_JOB, JOB_COLUMNS, job_values, row_to_job
 from openremix.jobs.sql.store import PROCESSING, QUEUED, SQLJobStore
+from openremix.jobs.sqlite.backup import checkpoint
 from openremix.jobs.sqlite.schema import connect, migrate, retry_locked
 from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, UnknownApiKey
 
@@ -153,6 +154,7 @@ class SQLiteJobStore(SQLJobStore):
             ).fetchone()
             if key is None:
                 raise UnknownApiKey(new.api_key_id)
+            self._refuse_when_full(conn, new, now)  # BEGIN IMMEDIATE excludes other enqueues
             debit = split_debit(key["free_credits"], key["credits"], new.cost)
             if not debit.sufficient:
                 raise InsufficientCredits(debit.balance, new.cost)
@@ -185,9 +187,12 @@ class SQLiteJobStore(SQLJobStore):
         return super().claim_due_webhooks(lease_seconds, limit)
 
     def close(self) -> None:
-        """Close every connection this store opened, in all threads."""
-        self._closed = True
+        """Close every connection this store opened, in all threads, then checkpoint the WAL
+        so that the database file alone holds every commit (see `sqlite.backup`)."""
+        was_open, self._closed = not self._closed, True
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+        if was_open:
+            checkpoint(self.path)
