@@ -285,3 +285,40 @@ def test_a_client_that_hangs_up_mid_body_is_one_info_line(start_process, content
     log = server.log_path.read_text()
     assert "the client disconnected before sending the whole body" in log
     assert "Traceback" not in log and "unhandled error" not in log
+
+
+def test_a_model_that_fails_to_load_refuses_submits_instead_of_queueing_them(start_process,
+                                                                            tmp_path,
+                                                                            astronaut_uri):
+    """`serve` with a model folder that cannot load: /readyz says why, and every submit is a
+    503 naming the load error (nothing queued, nothing charged) instead of a job that would
+    wait forever."""
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    server = start_process(env={"OPENREMIX_ENGINE": "diffusers",
+                                "OPENREMIX_MODEL": str(not_a_model)}, ready=False)
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.proc.poll() is None and time.monotonic() < deadline, server.log()
+        try:
+            ready = httpx.get(f"{server.base_url}/readyz", timeout=2)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+            continue
+        if "failed to load" in ready.text:
+            break
+        time.sleep(0.2)
+    assert ready.status_code == 503
+    before = httpx.get(f"{server.base_url}/v1/get-user-credits", headers=HEADERS).json()
+    answer = httpx.post(f"{server.base_url}/v2/{MODEL}", headers=HEADERS, json={
+        "image": astronaut_uri, "prompt": "ink"})
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"].startswith("The model failed to load, so no remix can run: ")
+    assert answer.headers["retry-after"] == "30"
+    assert httpx.get(f"{server.base_url}/v1/get-user-credits", headers=HEADERS).json() == before
+    assert _job_count(server.data_dir) == 0
+
+
+def _job_count(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "openremix.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]

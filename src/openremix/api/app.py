@@ -44,6 +44,7 @@ def create_app(
     *,
     on_enqueue: Callable[[], None] | None = None,
     readiness: Callable[[], str | None] | None = None,
+    load_error: Callable[[], str | None] | None = None,
 ) -> FastAPI:
     """Build the app over an open store and storage (their lifetime is the caller's).
 
@@ -62,6 +63,8 @@ def create_app(
         state.on_enqueue = on_enqueue
     if readiness is not None:
         state.readiness = readiness
+    if load_error is not None:
+        state.load_error = load_error
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

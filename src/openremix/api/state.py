@@ -25,6 +25,9 @@ class AppState:
     on_enqueue: Callable[[], None] = field(default=lambda: None)
     """Called after a job is enqueued (wakes an in-process worker at once)."""
     readiness: Callable[[], str | None] = field(default=lambda: None)
+    load_error: Callable[[], str | None] = field(default=lambda: None)
+    """Why no worker of this process can ever run a job (its model failed to load), or None.
+    Submits are then refused (503) instead of queueing jobs nobody will take."""
     """None when the workers this process runs are ready, else the reason they are not."""
 
     def urls(self, request: Request) -> Urls:

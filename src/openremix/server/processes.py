@@ -85,14 +85,16 @@ def _stop_on_sigterm() -> None:
 
 def run_http(settings: Settings, store: JobStore, storage: BlobStorage,
              on_enqueue: Callable[[], None] | None = None,
-             readiness: Callable[[], str | None] | None = None) -> None:
+             readiness: Callable[[], str | None] | None = None,
+             load_error: Callable[[], str | None] | None = None) -> None:
     """Serve the API with uvicorn until it is stopped (SIGTERM or SIGINT)."""
     import uvicorn
 
     from openremix.api.app import create_app
     from openremix.server.read_deadline import read_deadline_protocol
 
-    api = create_app(settings, store, storage, on_enqueue=on_enqueue, readiness=readiness)
+    api = create_app(settings, store, storage, on_enqueue=on_enqueue, readiness=readiness,
+                     load_error=load_error)
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning",
                 access_log=False, timeout_graceful_shutdown=10,
                 # slow clients are cut off: see `read_deadline`
@@ -140,8 +142,14 @@ def serve(settings: Settings) -> None:
                 return f"the worker cannot use the job store: {worker.store_error}"
         return "model loading"
 
+    def load_error() -> str | None:
+        """The load error once every worker has failed to load its model (none ever will)."""
+        failed = [w.load_error for w in workers if w.load_error]
+        return failed[0] if workers and len(failed) == len(workers) else None
+
     try:
-        run_http(settings, store, storage, on_enqueue=wake.set, readiness=readiness)
+        run_http(settings, store, storage, on_enqueue=wake.set, readiness=readiness,
+                 load_error=load_error)
     finally:
         for worker in workers:
             worker.stop()

@@ -107,6 +107,10 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
     if slug not in MODEL_SLUGS:
         raise ApiError(404, f"Model {slug} not found")
     state.limiter.check(key.key_id)
+    load_error = state.load_error()
+    if load_error:
+        raise ApiError(503, f"The model failed to load, so no remix can run: {load_error}",
+                       headers={"Retry-After": "30"})
     await _refuse_when_overloaded(state)
     body = await read_submit_body(request, state.settings.max_body_bytes)
     remix_fields, webhook = parse_webhook_fields(
