@@ -8,7 +8,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -156,16 +155,6 @@ def test_an_unusable_database_at_start_is_one_sentence_not_a_traceback(tmp_path,
     assert last.startswith("SQLite job store ") and "cannot be opened" in last, last
 
 
-_HOLD_WRITE_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-"""
-
-
 def test_a_locked_database_answers_503_with_retry_after_and_charges_nothing(
         tmp_path, monkeypatch, astronaut_uri):
     """Another process holds SQLite's write lock past the store's wait: a submit is a 503 the
@@ -174,6 +163,7 @@ def test_a_locked_database_answers_503_with_retry_after_and_charges_nothing(
     from openremix.config import Settings
     from openremix.jobs.sqlite import schema
     from openremix.media.storage import LocalStorage
+    from tests.support.faults import sqlite_write_lock
     from tests.support.servers import asgi_server
 
     monkeypatch.setattr(schema, "LOCKED_RETRY_SECONDS", 0.3)
@@ -183,17 +173,11 @@ def test_a_locked_database_answers_503_with_retry_after_and_charges_nothing(
     app = create_app(settings, store, LocalStorage(settings.outputs_dir))
     body = {"image": astronaut_uri, "prompt": "ink", "seed": 1}
     with asgi_server(app) as base:
-        locker = subprocess.Popen(
-            [sys.executable, "-c", _HOLD_WRITE_LOCK, str(settings.sqlite_path), "3"],
-            stdout=subprocess.PIPE, text=True)
-        try:
-            assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        with sqlite_write_lock(settings.sqlite_path, 3):
             answer = httpx.post(f"{base}/v2/{MODEL}", json=body, headers=HEADERS, timeout=30)
             assert answer.status_code == 503, answer.text
             assert answer.headers["retry-after"] == "5"
             assert answer.json()["error"] == "The job store is unavailable right now; retry later"
-        finally:
-            assert locker.wait(30) == 0
         assert store.queue_depth() == 0
         credits = httpx.get(f"{base}/v1/get-user-credits", headers=HEADERS).json()
         assert credits["credits"] == settings.default_credits
