@@ -46,17 +46,6 @@ def test_serve_with_the_diffusers_engine_and_no_model_exits_2_saying_what_to_set
     assert "stabilityai/sdxl-turbo" in last and "openremix models pull" in last
 
 
-def _wired_max_side() -> bool:
-    from openremix.config import Settings
-    from openremix.server.wiring import diffusers_options
-
-    options = diffusers_options(Settings(max_side=64, enhancer_max_tokens=16))
-    return options.get("max_side") == 64 and options.get("enhancer_max_tokens") == 16
-
-
-@pytest.mark.skipif(not _wired_max_side(),
-                    reason="server.wiring.diffusers_options does not pass max_side and "
-                    "enhancer_max_tokens yet")
 def test_serve_remixes_with_ideogram_4_end_to_end(start_process, tmp_path: Path, astronaut_uri,
                                                    chelsea_uri):
     from tests.support.tiny_ideogram4 import build_tiny_ideogram4
@@ -104,8 +93,6 @@ def test_serve_remixes_with_ideogram_4_end_to_end(start_process, tmp_path: Path,
     assert any("negative_prompt" in w for w in magic["warnings"])
 
 
-@pytest.mark.skipif(not _wired_max_side(),
-                    reason="server.wiring.diffusers_options does not pass max_side yet")
 def test_serve_remixes_with_flux_kontext_end_to_end(start_process, tmp_path: Path, astronaut_uri,
                                                      chelsea_uri):
     from tests.support.tiny_flux_kontext import build_tiny_flux_kontext
