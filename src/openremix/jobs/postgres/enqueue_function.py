@@ -1,4 +1,5 @@
-"""Migration 3's `openremix_enqueue`: the enqueue of version 2 plus the queue limit.
+"""Migration 2's `openremix_enqueue`: version 1's enqueue on the shared credit rule, plus the
+queue limit.
 
 `OPENREMIX_MAX_QUEUE_DEPTH` is checked inside the enqueue, so that concurrent submits cannot all
 read "room for one more" and all insert. With a limit, the function takes `QUEUE_LOCK` (an
@@ -9,7 +10,7 @@ snapshot per statement, READ COMMITTED) sees every job inserted before it. Witho
 
 The lock is taken after the key's row lock and the idempotency check, so an idempotent replay
 returns its job even while the queue is full, and no lock is ever waited for in the other order.
-The version-2 function is dropped, not overloaded: callers that pass 11 arguments (processes
+The version-1 function is dropped, not overloaded: callers that pass 11 arguments (processes
 not yet upgraded) get this one with no limit instead of an ambiguous call.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 QUEUE_LOCK = 0x6F72717565756521  # advisory lock id: enqueues that check the queue's depth
 
-ENQUEUE_V3 = f"""
+ENQUEUE_FUNCTION = f"""
 DROP FUNCTION openremix_enqueue(text, text, text, json, double precision, double precision,
                                 double precision, integer, integer, text, text);
 
@@ -81,5 +82,5 @@ BEGIN
 END
 $$;
 """
-"""Migration 3: `openremix_enqueue` with `p_max_queue_depth` (outcome 'queue_full', with the
+"""Migration 2: `openremix_enqueue` with `p_max_queue_depth` (outcome 'queue_full', with the
 count in `queued`)."""

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.types.string import TextLoader
 
 from openremix.jobs.postgres.credit_rule import credit_rule_sql
-from openremix.jobs.postgres.enqueue_function import ENQUEUE_V3
+from openremix.jobs.postgres.enqueue_function import ENQUEUE_FUNCTION
 
 MIGRATION_LOCK = 0x6F70656E72656D78  # "openremx": the advisory lock id of schema upgrades
 NOTIFY_CHANNEL = "openremix_jobs"
@@ -167,64 +167,11 @@ END
 $$;
 """
 
-# Version 2: one credit rule. `openremix_money` and the debit (`openremix_split_debit`) are
-# formatted from `jobs.accounts` (see `credit_rule`), and `openremix_enqueue` calls the debit
-# function instead of spelling the rule out (same signature, same outcomes).
-_V2_ENQUEUE = """
-CREATE OR REPLACE FUNCTION openremix_enqueue(
-    p_request_id text, p_model text, p_api_key_id text, p_params json,
-    p_cost double precision, p_now double precision, p_expires_at double precision,
-    p_max_attempts integer, p_priority integer, p_idempotency_key text, p_request_hash text,
-    OUT outcome text, OUT balance double precision, OUT debit_free double precision,
-    OUT debit_paid double precision, OUT prior_id text
-) LANGUAGE plpgsql AS $$
-DECLARE
-    key record;
-    prior record;
-    debit record;
-BEGIN
-    SELECT free_credits, credits INTO key FROM api_keys WHERE key_id = p_api_key_id
-        FOR UPDATE;
-    IF p_idempotency_key IS NOT NULL THEN
-        SELECT request_id, request_hash, expires_at INTO prior FROM jobs
-            WHERE api_key_id = p_api_key_id AND idempotency_key = p_idempotency_key;
-        IF prior.request_id IS NOT NULL THEN
-            IF prior.expires_at > p_now THEN
-                outcome := CASE WHEN prior.request_hash IS NOT DISTINCT FROM p_request_hash
-                                THEN 'existing' ELSE 'conflict' END;
-                prior_id := prior.request_id;
-                RETURN;
-            END IF;
-            -- expired, not yet swept: the idempotency key is free again
-            UPDATE jobs SET idempotency_key = NULL WHERE request_id = prior.request_id;
-        END IF;
-    END IF;
-    IF key IS NULL THEN
-        outcome := 'unknown_key';
-        RETURN;
-    END IF;
-    SELECT * INTO debit FROM openremix_split_debit(key.free_credits, key.credits, p_cost);
-    balance := debit.balance;
-    IF NOT debit.sufficient THEN
-        outcome := 'insufficient';
-        RETURN;
-    END IF;
-    debit_free := debit.from_free;
-    debit_paid := debit.from_paid;
-    UPDATE api_keys SET free_credits = debit.free_left, credits = debit.paid_left
-        WHERE key_id = p_api_key_id;
-    INSERT INTO jobs (request_id, model, api_key_id, params, state, cost, created_at,
-                      expires_at, max_attempts, priority, idempotency_key, request_hash, extra)
-        VALUES (p_request_id, p_model, p_api_key_id, p_params, 'QUEUED', p_cost, p_now,
-                p_expires_at, p_max_attempts, p_priority, p_idempotency_key, p_request_hash,
-                json_build_object('debit_free', debit_free, 'debit_paid', debit_paid));
-    outcome := 'created';
-END
-$$;
-"""
-
-# Version 3: the queue limit inside the enqueue (`postgres.enqueue_function`).
-MIGRATIONS: list[str] = [_V1 + _V1_ENQUEUE, credit_rule_sql() + _V2_ENQUEUE, ENQUEUE_V3]
+# Version 2: one credit rule and the queue limit. `openremix_money` and the debit
+# (`openremix_split_debit`) are formatted from `jobs.accounts` (see `credit_rule`);
+# `openremix_enqueue` calls the debit function instead of spelling the rule out, and checks
+# `OPENREMIX_MAX_QUEUE_DEPTH` in the same transaction (see `enqueue_function`).
+MIGRATIONS: list[str] = [_V1 + _V1_ENQUEUE, credit_rule_sql() + ENQUEUE_FUNCTION]
 """`MIGRATIONS[i]` upgrades schema version `i` to `i + 1`."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
