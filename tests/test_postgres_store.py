@@ -25,6 +25,8 @@ from tests.support.servers import TEST_KEY
 
 psycopg = pytest.importorskip("psycopg", reason=PSYCOPG_HINT)
 
+from psycopg_pool import PoolTimeout  # noqa: E402
+
 from openremix.jobs.postgres import schema as postgres_schema  # noqa: E402 - needs psycopg
 from openremix.jobs.postgres.store import PostgresJobStore  # noqa: E402
 
@@ -138,6 +140,28 @@ def test_a_call_made_while_the_server_is_down_waits_for_it(
     finally:
         restart.join()
     assert created and store.get(job.request_id) is not None
+
+
+def test_after_a_long_outage_the_store_answers_as_soon_as_the_server_is_back(
+    opened, postgres_cluster: PostgresCluster
+) -> None:
+    """The pool's own reconnection backs off without bound (1, 2, 4, 8 s...): after a long
+    outage its next try could come many seconds after the server is back. Calls must not wait
+    for that schedule."""
+    store = opened(reconnect_seconds=2)
+    key, _ = store.create_api_key("k", credits=10)
+    postgres_cluster.stop_server()
+    try:
+        down_until = time.monotonic() + 9
+        while time.monotonic() < down_until:  # calls fail (after their 2 s) while it is down
+            with pytest.raises((psycopg.OperationalError, PoolTimeout)):
+                store.get("missing")
+    finally:
+        postgres_cluster.start_server()
+    started = time.monotonic()
+    job, created = store.enqueue(new_job(key))
+    assert created and store.get(job.request_id) is not None
+    assert time.monotonic() - started < 3
 
 
 def test_a_database_that_refuses_us_fails_at_once(postgres_cluster: PostgresCluster) -> None:

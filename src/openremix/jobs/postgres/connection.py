@@ -36,6 +36,16 @@ log = logging.getLogger("openremix.jobs.postgres")
 CONNECT_TIMEOUT = 5.0
 LISTEN_POLL_SECONDS = 0.25
 """How often the listener thread looks up from its socket to see whether it should stop."""
+POOL_RECONNECT_SECONDS = 2.0
+"""How long the pool keeps re-trying a lost connection in the background before it gives up.
+
+psycopg_pool backs off without bound (1, 2, 4, 8 s...) until this runs out, so with a long
+window its next try can come many seconds after the server is back. Kept short, the pool gives
+up early and instead connects at once when a call asks for a connection (`run` asks again until
+its own `reconnect_seconds` are spent): recovery follows the server, not the backoff schedule."""
+GETCONN_SLICE_SECONDS = 1.0
+"""`run` waits for a pooled connection this long at a time, so that a pool that gave up is
+asked again (and grows on demand) within its deadline."""
 
 
 def _configure(conn: psycopg.Connection) -> None:
@@ -83,7 +93,7 @@ class Database:
                     "connect_timeout": int(CONNECT_TIMEOUT)},
             configure=_configure,
             timeout=reconnect_seconds,
-            reconnect_timeout=max(60.0, reconnect_seconds),
+            reconnect_timeout=POOL_RECONNECT_SECONDS,
             name="openremix-jobs",
             open=False,
         )
@@ -94,8 +104,9 @@ class Database:
         deadline = time.monotonic() + self.reconnect_seconds
         delay = 0.02
         while True:
+            wait = max(0.05, min(GETCONN_SLICE_SECONDS, deadline - time.monotonic()))
             try:
-                with self.pool.connection() as conn:
+                with self.pool.connection(timeout=wait) as conn:
                     if not transaction:
                         return body(conn)
                     with conn.transaction():
