@@ -7,7 +7,7 @@ their images are noise-like, so the checks are about plumbing, determinism and d
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,50 +20,18 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from openremix.config import Settings  # noqa: E402
-from openremix.contract.request import RemixRequest  # noqa: E402
-from openremix.engine.base import EngineError, EngineInput, EngineOutput, JobCancelled  # noqa: E402
+from openremix.engine.base import EngineError  # noqa: E402
 from openremix.engine.diffusion import engine as de  # noqa: E402
 from openremix.engine.palette import mean_color  # noqa: E402
 from openremix.engine.registry import load_engine  # noqa: E402
 from openremix.media.images import center_crop_resize  # noqa: E402
 from openremix.server.wiring import diffusers_options  # noqa: E402
+from tests.support.engine_inputs import item, no_op, photo, pixels, remix  # noqa: E402
 from tests.support.tiny_pipelines import build_tiny_ip_adapter, build_tiny_pipeline  # noqa: E402
 
 SIDE = 64
 TINY = {"max_side": SIDE, "threads": 1}
 """Tiny models: generate at 64 px; one CPU thread (two threads on a busy 2-core runner spin)."""
-
-
-def photo(name: str = "astronaut") -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(getattr(data, name)()).convert("RGB")
-
-
-def params(**kw: Any) -> RemixRequest:
-    values: dict[str, Any] = {"image": "x", "prompt": "a photo of a cat", "seed": 7,
-                              "rendering_speed": "TURBO", "magic_prompt": "OFF"}
-    values.update(kw)
-    return RemixRequest.model_validate(values)
-
-
-def item(image: Image.Image | None = None, refs: list[Image.Image] | None = None,
-         **kw: Any) -> EngineInput:
-    return EngineInput("req", params(**kw), image or photo(), refs or [])
-
-
-def no_op(step: int, total: int) -> None:
-    pass
-
-
-def remix(engine: de.DiffusersEngine, on_step: Callable[[int, int], None] = no_op,
-          **kw: Any) -> EngineOutput:
-    return engine.remix([item(**kw)], on_step)[0]
-
-
-def pixels(out: EngineOutput) -> np.ndarray:
-    assert out.image is not None
-    return np.asarray(out.image, dtype=np.float32) / 255.0
 
 
 @pytest.fixture(scope="session")
@@ -106,26 +74,7 @@ def test_a_local_folder_loads_through_the_auto_pipeline(
     assert engines["sd"].pipe is pipe and engines["sd"].device.type == "cpu"
 
 
-def test_output_is_exactly_the_requested_size(engine: de.DiffusersEngine) -> None:
-    for resolution in ("1024x1024", "1536x512", "704x1408"):
-        out = remix(engine, resolution=resolution)
-        w, h = (int(v) for v in resolution.split("x"))
-        assert out.image is not None and out.image.size == (w, h) and out.image.mode == "RGB"
-        gw, gh = out.details["generation_size"]
-        assert max(gw, gh) <= SIDE and (gw >= gh) == (w >= h)
-    out = remix(engine, aspect_ratio="16x9")
-    assert out.image is not None and out.image.size == (1312, 736)
-
-
-def test_same_seed_gives_the_same_bytes_and_another_seed_differs(
-        engine: de.DiffusersEngine) -> None:
-    a, b, c = remix(engine, seed=11), remix(engine, seed=11), remix(engine, seed=12)
-    assert a.image is not None and b.image is not None
-    assert a.image.tobytes() == b.image.tobytes()
-    assert np.abs(pixels(a) - pixels(c)).mean() > 0.005
-
-
-def test_a_batch_gives_each_job_the_bytes_it_gets_alone(engine: de.DiffusersEngine) -> None:
+def test_jobs_with_different_negative_prompts_share_one_batch(engine: de.DiffusersEngine) -> None:
     jobs = [item(prompt="a cat", seed=1),
             item(prompt="a red dog in the city", seed=2, negative_prompt="blurry",
                  image=photo("chelsea")),
@@ -153,29 +102,6 @@ def test_jobs_with_different_keys_in_one_call_run_as_separate_groups(
         alone = sd.remix([job], no_op)[0]
         assert out.image is not None and alone.image is not None
         assert out.image.tobytes() == alone.image.tobytes()
-
-
-def test_progress_reports_every_denoising_step(engine: de.DiffusersEngine) -> None:
-    steps: list[tuple[int, int]] = []
-    out = remix(engine, on_step=lambda s, t: steps.append((s, t)), image_weight=50)
-    total = steps[-1][1]
-    assert steps == [(s, total) for s in range(1, total + 1)]
-    assert total == engine.pipe.num_timesteps >= out.details["denoise_steps"] >= 1
-
-
-def test_cancel_stops_the_run_between_steps(engine: de.DiffusersEngine) -> None:
-    seen: list[int] = []
-
-    def on_step(step: int, total: int) -> None:
-        seen.append(step)
-        if step == 2:
-            raise JobCancelled("cancelled")
-
-    with pytest.raises(JobCancelled):
-        remix(engine, on_step=on_step, rendering_speed="QUALITY")
-    assert seen == [1, 2]
-    assert "forward" not in engine.pipe.unet.__dict__  # per-job wrappers are gone
-    assert remix(engine).image is not None  # and the engine still works
 
 
 def _vae_round_trip(engine: de.DiffusersEngine, image: Image.Image, size: tuple[int, int],

@@ -49,6 +49,15 @@ ASPECT_RATIOS: dict[str, str] = {
 DEFAULT_RESOLUTION = "1024x1024"
 
 RENDERING_SPEEDS: tuple[str, ...] = ("TURBO", "DEFAULT", "QUALITY", "FLASH", "BALANCED")
+SPEED_ALIASES: dict[str, str] = {"FLASH": "TURBO", "BALANCED": "DEFAULT"}
+"""Ideogram 3's newer speed names and the classic speed each one means; engines plan only the
+three classic speeds."""
+
+
+def base_speed(rendering_speed: str) -> str:
+    """The classic speed (TURBO, DEFAULT, QUALITY) that `rendering_speed` stands for."""
+    return SPEED_ALIASES.get(rendering_speed, rendering_speed)
+
 MAGIC_PROMPTS: tuple[str, ...] = ("AUTO", "ON", "OFF")
 STYLE_TYPES: tuple[str, ...] = ("AUTO", "GENERAL", "REALISTIC", "DESIGN", "FICTION", "STYLIZED")
 OUTPUT_FORMATS: tuple[str, ...] = ("jpeg", "png", "webp")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from openremix.contract.params import base_speed
 from openremix.contract.request import RemixRequest
 from openremix.engine.diffusion import mapping as dm
 from openremix.engine.diffusion.ideogram4_mapping import start_step
@@ -55,7 +56,7 @@ def plan_kontext(params: RemixRequest, prompt: str, traits: dm.ModelTraits,
                  max_side: int | None = None) -> dm.RemixPlan:
     """Map one validated request (with the used `prompt`) onto FLUX.1 Kontext."""
     style = dm.choose_style(params)
-    steps = STEPS[dm.SPEED_ALIASES.get(params.rendering_speed, params.rendering_speed)]
+    steps = STEPS[base_speed(params.rendering_speed)]
     first = start_step(steps, style.strength)
     negative = None
     if params.negative_prompt:

@@ -31,6 +31,7 @@ import json
 import math
 from typing import Any
 
+from openremix.contract.params import base_speed
 from openremix.contract.request import RemixRequest
 from openremix.engine.diffusion import mapping as dm
 from openremix.engine.palette import PaletteColors, rgb_to_hex
@@ -63,7 +64,7 @@ def traits(multiple: int) -> dm.ModelTraits:
 
 def schedule_steps(speed: str) -> int:
     """Scheduled steps for a rendering speed."""
-    return STEPS[dm.SPEED_ALIASES.get(speed, speed)]
+    return STEPS[base_speed(speed)]
 
 
 def guidance_schedule(steps: int, factor: float = 1.0) -> tuple[float, ...]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openremix.contract.palettes import PALETTE_PRESETS, ColorPalette, palette_colors
+from openremix.contract.params import base_speed
 from openremix.contract.request import RemixRequest
 from openremix.engine.palette import RGB, PaletteColors
 
@@ -40,7 +41,6 @@ REFERENCE_TRANSFER = 0.7
 
 BASE_STEPS = {"TURBO": 12, "DEFAULT": 30, "QUALITY": 50}
 DISTILLED_STEPS = {"TURBO": 2, "DEFAULT": 4, "QUALITY": 8}
-SPEED_ALIASES = {"FLASH": "TURBO", "BALANCED": "DEFAULT"}
 BASE_GUIDANCE = {"flux": 3.5}
 DEFAULT_GUIDANCE = 7.0
 DISTILLED_GUIDANCE = {"turbo": 0.0, "lcm": 1.0}
@@ -107,7 +107,7 @@ def denoising_steps(steps: int, strength: float) -> int:
 
 def schedule_steps(speed: str, family: ModelFamily, strength: float) -> int:
     """`num_inference_steps` for a rendering speed; at least one denoising step always runs."""
-    speed = SPEED_ALIASES.get(speed, speed)
+    speed = base_speed(speed)
     if family.distilled:
         target, steps = DISTILLED_STEPS[speed], DISTILLED_STEPS[speed]
     else:

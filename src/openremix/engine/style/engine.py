@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from openremix.contract.params import base_speed
 from openremix.contract.request import RemixRequest
 from openremix.engine import palette as pal
 from openremix.engine.base import EngineError, EngineInput, EngineOutput, StepCallback
@@ -69,8 +70,6 @@ SPEEDS: dict[str, SpeedPlan] = {
     "DEFAULT": SpeedPlan("DEFAULT", 768 * 768, 0.35),
     "QUALITY": SpeedPlan("QUALITY", 768 * 768, 0.45, full_res_pass=True),
 }
-SPEEDS["FLASH"] = SPEEDS["TURBO"]
-SPEEDS["BALANCED"] = SPEEDS["DEFAULT"]
 
 
 @dataclass
@@ -152,7 +151,7 @@ class StyleEngine:
 
     def batch_key(self, params: RemixRequest) -> tuple[Any, ...]:
         """Jobs of the same size and speed may share a `remix` call."""
-        return (params.size, SPEEDS[params.rendering_speed].name)
+        return (params.size, SPEEDS[base_speed(params.rendering_speed)].name)
 
     def remix(self, inputs: Sequence[EngineInput], on_step: StepCallback) -> list[EngineOutput]:
         """Remix each input in turn; the result of one never depends on the others."""
@@ -176,7 +175,7 @@ class StyleEngine:
             return refused
         prompt = apply_magic_prompt(params.prompt, params.magic_prompt, params.style_type, seed,
                                     self.enhancer)
-        speed = SPEEDS[params.rendering_speed]
+        speed = SPEEDS[base_speed(params.rendering_speed)]
         size = params.size
         content = to_array(center_crop_resize(item.image, size))
         tick(1)
