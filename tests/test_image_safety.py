@@ -186,6 +186,13 @@ def test_a_blocked_job_is_failed_refunded_and_stores_nothing(
 
 # --- through the Segmind wire of a real server --------------------------------------------------
 
+def serve(start_process: Any, threshold: str) -> Any:
+    """`openremix serve` with this image safety threshold (its style engine loads MiniLM and
+    SmolLM2 when installed: allow a loaded machine more than the fixture's usual minute)."""
+    server = start_process(env={"OPENREMIX_IMAGE_SAFETY_THRESHOLD": threshold}, ready=False)
+    return server.wait_ready(timeout=180)
+
+
 def body(image: str, **extra: object) -> dict:
     return {"image": image, "prompt": "old sepia photograph", "rendering_speed": "TURBO",
             "magic_prompt": "OFF", "seed": 1, **extra}
@@ -198,7 +205,7 @@ def credits_of(base_url: str) -> float:
 
 def test_threshold_zero_fails_sync_and_async_calls_refunds_and_stores_nothing(
         start_process, astronaut_uri):
-    server = start_process(env={"OPENREMIX_IMAGE_SAFETY_THRESHOLD": "0"})
+    server = serve(start_process, "0")
     client = SegmindClient(api_key=TEST_KEY, base_url=f"{server.base_url}/v1")
     before = credits_of(server.base_url)
 
@@ -224,7 +231,7 @@ def test_an_unsafe_output_is_never_stored_at_a_url(start_process, classifier, st
     """The input passes and the remix does not: the job fails, nothing lands in the outputs."""
     payload = body(data_uri(photo("retina"), "JPEG"))
     item, threshold = output_only_case(classifier, style_engine, payload)
-    server = start_process(env={"OPENREMIX_IMAGE_SAFETY_THRESHOLD": f"{threshold:.6f}"})
+    server = serve(start_process, f"{threshold:.6f}")
     client = SegmindClient(api_key=TEST_KEY, base_url=f"{server.base_url}/v1")
     before = credits_of(server.base_url)
     job = client.submit_async(MODEL, **{**payload, "prompt": item.params.prompt})
