@@ -47,8 +47,9 @@ class ImageScorer(Protocol):
 
 
 BlockedCallback = Callable[[str], None]
-"""`on_blocked(where)`: called once per blocked image, `where` is `input` or `output` (the
-server counts them in a metric; the engine layer imports no metrics)."""
+"""`on_blocked(where)`: called once for each job an image blocks, `where` is `input` (its input
+or a style reference) or `output` (the server counts them in a metric; the engine layer imports
+no metrics)."""
 
 
 class ScreenedEngine:
