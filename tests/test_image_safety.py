@@ -149,6 +149,18 @@ def test_the_screen_passes_the_engines_own_attributes_through(classifier, style_
         ScreenedEngine(style_engine, classifier, 1.5)
 
 
+def test_every_engine_is_screened_by_default_and_the_setting_turns_it_off():
+    from openremix.config import Settings
+    from openremix.server.wiring import build_engine
+
+    screened = build_engine(Settings(engine="tests.support.noop_engine:ResizeEngine"))
+    assert isinstance(screened, ScreenedEngine) and screened.threshold == 0.8
+    assert screened.name == "resize" and screened.supports_batching
+    plain = build_engine(Settings(engine="tests.support.noop_engine:ResizeEngine",
+                                  image_safety=False, image_safety_threshold=0.5))
+    assert not isinstance(plain, ScreenedEngine)
+
+
 # --- the worker: FAILED, refunded, nothing stored, on both stores -------------------------------
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
