@@ -171,6 +171,25 @@ class Settings(BaseSettings):
         "most 10 min), until 1 h after the first attempt.",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    # --- image safety (engine.screen) ---
+    image_safety: bool = Field(
+        True,
+        description="Screen every input image, style reference image and output with Yahoo's "
+        "open_nsfw classifier (offline, about 15 ms an image on a CPU); an image scoring at or "
+        "above `image_safety_threshold` fails its job with a content error and is never stored. "
+        "Off (0): only the prompt word list screens.",
+    )
+    image_safety_threshold: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="open_nsfw score (0..1) at or above which an image is blocked. 0.8 is where "
+        "open_nsfw's authors call an image very likely NSFW (below 0.2: very likely safe); "
+        "real photos of people score well below it. 0 blocks every image.",
+    )
+    image_safety_threads: int = Field(
+        0, ge=0, description="CPU threads of the image safety classifier; 0: onnxruntime's choice."
+    )
 
     @property
     def dev_key_path(self) -> Path:

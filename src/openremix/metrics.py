@@ -39,3 +39,7 @@ outputs_unreadable = Counter(
     "openremix_outputs_unreadable_total",
     "Outputs that could not be served as the image, by reason (missing, damaged)", ["reason"],
 )
+images_blocked = Counter(
+    "openremix_images_blocked_total",
+    "Images blocked by the image safety screen, by where (input, output)", ["where"],
+)

@@ -10,7 +10,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from openremix import metrics
 from openremix.config import Settings
+from openremix.engine.base import Engine
 from openremix.engine.registry import load_engine
 from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.jobs.store import JobStore
@@ -102,6 +104,21 @@ def diffusers_options(settings: Settings) -> dict[str, Any]:
             "enhancer_max_tokens": settings.enhancer_max_tokens}
 
 
+def build_engine(settings: Settings) -> Engine:
+    """The engine `settings.engine` names, behind the image safety screen unless it is off."""
+    engine = load_engine(settings.engine, diffusers_options(settings))
+    if not settings.image_safety:
+        return engine
+    from openremix.engine.image_safety import NsfwClassifier
+    from openremix.engine.screen import ScreenedEngine
+
+    return ScreenedEngine(
+        engine, NsfwClassifier(threads=settings.image_safety_threads or None),
+        settings.image_safety_threshold,
+        on_blocked=lambda where: metrics.images_blocked.labels(where).inc(),
+    )
+
+
 def build_worker(
     settings: Settings,
     store: JobStore,
@@ -111,7 +128,7 @@ def build_worker(
 ) -> Worker:
     return Worker(
         store,
-        load_engine(settings.engine, diffusers_options(settings)),
+        build_engine(settings),
         ImageLoader.from_settings(settings),
         storage,
         lease_seconds=settings.lease_seconds,
