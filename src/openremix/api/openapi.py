@@ -20,7 +20,9 @@ from openremix.contract.request import RemixRequest
 class ErrorBody(BaseModel):
     """Every error answer: a message naming the field and rule, and the request id if any."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "error": "image_weight: must be an integer from 1 to 100",
+        "request_id": "3f1c2a9e-8d0b-4c53-9a51-2f8e7b6d4c10"}]})
     error: str
     request_id: str | None = None
 
@@ -28,7 +30,9 @@ class ErrorBody(BaseModel):
 class FailedBody(BaseModel):
     """A FAILED request (HTTP 422 on every request route)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "status": "FAILED", "request_id": "3f1c2a9e-8d0b-4c53-9a51-2f8e7b6d4c10",
+        "error": "cancelled", "metrics": {}}]})
     status: str
     request_id: str
     error: str
