@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from PIL import Image
 
 from tests.support.images import photo
-from tests.support.servers import TEST_KEY
+from tests.support.servers import TEST_KEY, OpenRemixProcess
 
 
 def openremix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -156,3 +159,160 @@ def test_db_backup_copies_a_running_store(start_process, tmp_path: Path, astrona
         **os.environ, "OPENREMIX_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"})
     assert postgres.returncode == 2 and "pg_dump" in postgres.stderr
     assert not (tmp_path / "pg.db").exists()
+
+
+def test_version_and_the_sizes_a_remix_can_have():
+    from openremix import __version__
+    from openremix.contract.params import ASPECT_RATIOS, RESOLUTIONS
+
+    version = openremix("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"openremix {__version__}"
+    listed = openremix("sizes", "--json")
+    assert listed.returncode == 0
+    body = json.loads(listed.stdout)
+    assert body["resolutions"] == list(RESOLUTIONS) and len(RESOLUTIONS) == 69
+    assert body["aspect_ratios"] == ASPECT_RATIOS and len(ASPECT_RATIOS) == 15
+    plain = openremix("sizes").stdout
+    assert all(size in plain for size in RESOLUTIONS)
+    assert "16x9  -> " in plain
+
+
+@pytest.fixture(scope="module")
+def queue_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenRemixProcess]:
+    """`openremix serve` without workers (ready at once): for commands that need no remix."""
+    proc = OpenRemixProcess("serve", tmp_path_factory.mktemp("queue"),
+                            {"OPENREMIX_WORKERS": "0"}).wait_ready()
+    yield proc
+    proc.stop()
+
+
+def test_text_from_users_and_servers_is_printed_as_it_is(queue_only, tmp_path: Path):
+    server = queue_only
+    source = tmp_path / "cat.png"
+    photo("chelsea", size=64).save(source)
+    common = ["--url", server.base_url, "--api-key", TEST_KEY, "-o", str(tmp_path / "o.jpg")]
+    for value in ("[/]", "[bold]16x9"):
+        bad = openremix("remix", str(source), "x", "--aspect-ratio", value, *common)
+        assert bad.returncode == 2, bad.stderr  # a bad request, not a crash (exit 1)
+        assert "Traceback" not in bad.stderr
+        assert f"(got '{value}')" in bad.stderr
+    named = openremix("keys", "create", "--name", "[bold]team[/bold]", "--data-dir",
+                      str(tmp_path / "d"))
+    assert "([bold]team[/bold])" in named.stderr
+    listed = openremix("keys", "list", "--data-dir", str(tmp_path / "d"))
+    assert "[bold]team[/bold]" in listed.stdout
+
+
+def test_models_pull_without_the_extra_names_the_extra(tmp_path: Path):
+    import os
+
+    # A stand-in package that fails to import, as when the diffusers extra is not installed.
+    missing = tmp_path / "without_extra" / "huggingface_hub"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(missing.parent), os.environ.get("PYTHONPATH", "")])}
+    pulled = openremix("models", "pull", "some/model", "--data-dir", str(tmp_path), env=env)
+    assert pulled.returncode == 2
+    assert "pip install 'openremix[diffusers]'" in pulled.stderr
+
+
+def credits_of(base_url: str, key: str) -> float:
+    return httpx.get(f"{base_url}/v1/get-user-credits", headers={"x-api-key": key}).json()[
+        "credits"]
+
+
+def test_an_unwritable_output_is_refused_before_anything_is_charged(queue_only,
+                                                                   tmp_path: Path):
+    server = queue_only
+    source = tmp_path / "cat.png"
+    photo("chelsea", size=64).save(source)
+    before = credits_of(server.base_url, TEST_KEY)
+    for target, reason in ((tmp_path / "no" / "such" / "x.jpg", "no folder"),
+                           (tmp_path, "it is a folder")):
+        refused = openremix("remix", str(source), "x", "--url", server.base_url,
+                            "--api-key", TEST_KEY, "-o", str(target))
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == f"error: cannot save to {target}: " + (
+            f"no folder {target.parent}" if reason == "no folder" else reason)
+    assert credits_of(server.base_url, TEST_KEY) == before
+
+
+def test_commands_find_the_data_folder_from_any_working_directory(start_process,
+                                                                   tmp_path: Path):
+    import os
+
+    user_data = tmp_path / "xdg"
+    env = {k: v for k, v in os.environ.items() if k != "OPENREMIX_DATA_DIR"}
+    env["XDG_DATA_HOME"] = str(user_data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "openremix.cli", *args], cwd=elsewhere,
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    # Nothing there yet: each command says where it looked, and leaves no folder behind.
+    listed = run("keys", "list")
+    assert listed.returncode == 2
+    assert f"no openremix data in {user_data / 'openremix'}" in listed.stderr
+    unkeyed = run("status", "some-id", "--url", "http://127.0.0.1:9")
+    assert unkeyed.returncode == 3
+    assert f"no development key at {user_data / 'openremix' / 'dev-api-key'}" in unkeyed.stderr
+    assert not user_data.exists()
+    # `serve` on the per-user default: its development key works from any folder.
+    server = start_process(env={"OPENREMIX_WORKERS": "0"}, data_dir=user_data / "openremix")
+    submitted = httpx.post(f"{server.base_url}/v2/ideogram-3-remix", headers={
+        "x-api-key": (user_data / "openremix" / "dev-api-key").read_text().strip()},
+        json={"image": "data:,", "prompt": "x"})
+    assert submitted.status_code == 400  # authenticated: the key is the server's
+    missing = run("status", "00000000-0000-4000-8000-000000000000", "--url", server.base_url)
+    assert missing.returncode == 2 and "not found" in missing.stderr  # not 3: the key worked
+    assert "dev" in run("keys", "list").stdout
+
+
+def test_ctrl_c_during_remix_cancels_the_request_and_refunds_it(start_process, tmp_path: Path):
+    import signal
+    import time
+
+    server = start_process(env={"OPENREMIX_WORKERS": "0"}, data_dir=tmp_path / "q")
+    source = tmp_path / "cat.png"
+    photo("chelsea", size=64).save(source)
+    before = credits_of(server.base_url, TEST_KEY)
+    running = subprocess.Popen(
+        [sys.executable, "-m", "openremix.cli", "remix", str(source), "x", "--url",
+         server.base_url, "--api-key", TEST_KEY, "-o", str(tmp_path / "o.jpg")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while credits_of(server.base_url, TEST_KEY) == before:  # reserved once it is queued
+        assert time.monotonic() < deadline and running.poll() is None
+        time.sleep(0.1)
+    running.send_signal(signal.SIGINT)
+    _, stderr = running.communicate(timeout=60)
+    assert running.returncode == 130
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted: cancelled request ") and "Traceback" not in stderr
+    request_id = last.split()[3]
+    status = httpx.get(f"{server.base_url}/v2/requests/{request_id}/status",
+                       headers={"x-api-key": TEST_KEY}).json()
+    assert status["status"] == "FAILED" and status["error"] == "cancelled"
+    assert credits_of(server.base_url, TEST_KEY) == before
+
+
+def test_remix_sends_magic_prompt_style_codes_and_reference_images(server, tmp_path: Path):
+    source = tmp_path / "cat.png"
+    photo("chelsea", size=96).save(source)
+    reference = tmp_path / "ref.png"
+    photo("astronaut", size=96).save(reference)
+    common = ["--url", server.base_url, "--api-key", TEST_KEY, "--speed", "TURBO", "--json",
+              "-o", str(tmp_path / "o.jpg")]
+    coded = openremix("remix", str(source), "a poster", "--magic-prompt", "OFF",
+                      "--style-code", "0a1b2c3d", "--style-code", "DEADBEEF", *common)
+    assert coded.returncode == 0, coded.stderr
+    body = json.loads(coded.stdout)
+    assert body["prompt"] == "a poster"
+    assert body["details"]["style_codes"] == ["0A1B2C3D", "DEADBEEF"]
+    referenced = openremix("remix", str(source), "a poster", "--style-ref", str(reference),
+                           *common)
+    assert referenced.returncode == 0, referenced.stderr
+    assert json.loads(referenced.stdout)["details"]["style_source"] == "style_reference_images"

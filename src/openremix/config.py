@@ -6,10 +6,30 @@ The README's configuration table is checked against these fields by a test.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder, the same from any working directory, so that `serve`, `keys`
+    and `remix` find one another's files: `$XDG_DATA_HOME/openremix` (else
+    `~/.local/share/openremix`); `~/Library/Application Support/openremix` on macOS,
+    `%LOCALAPPDATA%\\openremix` on Windows."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "openremix"
+
+
+DATA_DIR_SHOWN = "~/.local/share/openremix"
+"""How the README's table shows the default data folder (it depends on the user)."""
 
 
 class Settings(BaseSettings):
@@ -20,8 +40,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API binds to.")
     port: int = Field(8000, description="Port the API listens on.")
     data_dir: Path = Field(
-        Path("openremix-data"),
-        description="Folder for the SQLite database and stored outputs (embedded default).",
+        default_factory=default_data_dir,
+        description="Folder for the SQLite database, stored outputs, the development API key "
+        "and pulled models (embedded default). The default is per user "
+        "(`$XDG_DATA_HOME/openremix` where that is set), so every command finds it from any "
+        "folder.",
     )
     database_url: str = Field(
         "",
@@ -219,7 +242,7 @@ def settings_table() -> str:
     """The README's configuration table, made from the fields above (a test keeps them equal)."""
     rows = ["| variable | default | what |", "|---|---|---|"]
     for name, info in Settings.model_fields.items():
-        default = info.default
+        default = DATA_DIR_SHOWN if name == "data_dir" else info.default
         shown = f"`{default}`" if default not in ("", None) else "(empty)"
         rows.append(f"| `OPENREMIX_{name.upper()}` | {shown} | {info.description} |")
     return "\n".join(rows)

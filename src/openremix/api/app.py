@@ -11,10 +11,11 @@ from openremix import __version__
 from openremix.api.access import RateLimiter
 from openremix.api.errors import install_error_handlers
 from openremix.api.middleware import install_request_observer
-from openremix.api.openapi import READ_ERRORS, SUBMIT_ERRORS, document_model_slugs
+from openremix.api.openapi import PUBLIC_ERRORS, READ_ERRORS, SUBMIT_ERRORS, build_openapi
 from openremix.api.routes import (
     account,
     cancel,
+    docs,
     events,
     health,
     outputs,
@@ -76,18 +77,23 @@ def create_app(
         description="Self-hosted image remix API, wire-compatible with Ideogram 3 Remix.",
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # served from local files by routes.docs
+        redoc_url=None,
     )
     app.state.openremix = state
     install_error_handlers(app)
     install_request_observer(app)
     app.include_router(remix.router, responses=SUBMIT_ERRORS)
-    for module in (requests, cancel, events, outputs, account, health):
+    for module in (requests, cancel, events, account):
         app.include_router(module.router, responses=READ_ERRORS)
+    for module in (outputs, health):  # no key needed
+        app.include_router(module.router, responses=PUBLIC_ERRORS)
     app.include_router(playground.router)
+    app.include_router(docs.router)
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = document_model_slugs(FastAPI.openapi(app), MODEL_SLUGS)
+            app.openapi_schema = build_openapi(app, MODEL_SLUGS)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

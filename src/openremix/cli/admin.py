@@ -7,7 +7,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from openremix.cli.app import DataOpt, app, console, settings_for
 from openremix.config import Settings
@@ -30,10 +29,12 @@ def keys_create(
     """Create a key; prints the secret once."""
     from openremix.server.wiring import open_store
 
-    store = open_store(settings_for(data_dir=data_dir))
+    settings = settings_for(data_dir=data_dir)
+    store = open_store(settings)
     record, secret = store.create_api_key(name, credits, free_credits)
     store.close()
-    console.print(f"created {record.key_id} ({name}), credits {credits:g} + free {free_credits:g}")
+    console.print(f"created {record.key_id} ({name}) in {store_name(settings)}, credits "
+                  f"{credits:g} + free {free_credits:g}")
     print(secret)
 
 
@@ -44,13 +45,13 @@ def keys_list(data_dir: Path | None = DataOpt) -> None:
 
     from openremix.server.wiring import open_store
 
-    store = open_store(settings_for(data_dir=data_dir))
+    store = open_store(existing_store(settings_for(data_dir=data_dir)))
     table = Table("key id", "name", "credits", "free credits", "revoked")
     for record in store.list_api_keys():
         table.add_row(record.key_id, record.name, f"{record.credits:g}",
                       f"{record.free_credits:g}", "yes" if record.revoked else "")
     store.close()
-    Console().print(table)
+    Console(markup=False, highlight=False).print(table)  # names are the users' text
 
 
 @keys_app.command("revoke")
@@ -58,13 +59,31 @@ def keys_revoke(key_id: str, data_dir: Path | None = DataOpt) -> None:
     """Revoke a key by its id; requests with it answer 401 from now on."""
     from openremix.server.wiring import open_store
 
-    store = open_store(settings_for(data_dir=data_dir))
+    store = open_store(existing_store(settings_for(data_dir=data_dir)))
     ok = store.revoke_api_key(key_id)
     store.close()
     if not ok:
         console.print(f"error: no key {key_id}")
         raise typer.Exit(2)
     console.print(f"revoked {key_id}")
+
+
+def store_name(settings: Settings) -> str:
+    """Where the keys live, for messages (never a database password)."""
+    if _postgres_url(settings) is not None:
+        return "the PostgreSQL database of OPENREMIX_DATABASE_URL"
+    return str(settings.sqlite_path)
+
+
+def existing_store(settings: Settings) -> Settings:
+    """`settings` when their job store exists; else one line saying where it looked, exit 2
+    (reading keys must not leave an empty data folder behind)."""
+    if _postgres_url(settings) is None and not settings.sqlite_path.is_file():
+        console.print(f"error: no openremix data in {settings.data_dir} (no "
+                      f"{settings.sqlite_path.name}); `openremix serve` keeps its data where "
+                      "--data-dir or OPENREMIX_DATA_DIR say, else in the per-user default")
+        raise typer.Exit(2)
+    return settings
 
 
 def _postgres_url(settings: Settings) -> str | None:
@@ -160,7 +179,7 @@ def db_backup(
     try:
         size = backup(settings.sqlite_path, path, overwrite=force)
     except (OSError, sqlite3.Error) as exc:
-        console.print(escape(f"error: cannot back up {settings.sqlite_path}: {exc}"))
+        console.print(f"error: cannot back up {settings.sqlite_path}: {exc}")
         raise typer.Exit(2) from None
     print(f"backed up {settings.sqlite_path} to {path} ({size} bytes)")
 
@@ -179,7 +198,8 @@ def models_pull(
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        console.print("error: pulling models needs `pip install openremix[diffusers]`")
+        console.print("error: pulling models needs the diffusers extra: "
+                      "pip install 'openremix[diffusers]'")
         raise typer.Exit(2) from None
     target = settings.models_dir / model_id.replace("/", "--")
     console.print(f"pulling {model_id} into {target}")

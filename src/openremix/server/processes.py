@@ -9,6 +9,7 @@ found at start is raised as `StartupError` (one sentence and an exit code for th
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -83,11 +84,47 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def run_http(settings: Settings, store: JobStore, storage: BlobStorage,
-             on_enqueue: Callable[[], None] | None = None,
+def bind_listener(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound and listening before anything says it serves (a
+    port in use is one line and exit 2, before models load or a banner shows)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise StartupError(
+            f"cannot listen on {settings.host}:{settings.port}: {reason} (another program "
+            "may use the port: choose another with --port or OPENREMIX_PORT)"
+        ) from None
+    return sock
+
+
+def public_url(settings: Settings) -> str:
+    """Where a person on this machine reaches the API."""
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    if ":" in shown_host:
+        shown_host = f"[{shown_host}]"
+    return f"http://{shown_host}:{settings.port}"
+
+
+def print_pages(url: str) -> None:
+    console.print(f"  playground  {escape(url)}/")
+    console.print(f"  API docs    {escape(url)}/docs  (also /redoc, /openapi.json)")
+
+
+def run_http(settings: Settings, listener: socket.socket, store: JobStore,
+             storage: BlobStorage, on_enqueue: Callable[[], None] | None = None,
              readiness: Callable[[], str | None] | None = None,
              load_error: Callable[[], str | None] | None = None) -> None:
-    """Serve the API with uvicorn until it is stopped (SIGTERM or SIGINT)."""
+    """Serve the API with uvicorn on `listener` until it is stopped (SIGTERM or SIGINT)."""
     import uvicorn
 
     from openremix.api.app import create_app
@@ -95,10 +132,11 @@ def run_http(settings: Settings, store: JobStore, storage: BlobStorage,
 
     api = create_app(settings, store, storage, on_enqueue=on_enqueue, readiness=readiness,
                      load_error=load_error)
-    uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=10,
-                # slow clients are cut off: see `read_deadline`
-                http=read_deadline_protocol(settings.request_read_timeout_seconds))
+    config = uvicorn.Config(api, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=10,
+                            # slow clients are cut off: see `read_deadline`
+                            http=read_deadline_protocol(settings.request_read_timeout_seconds))
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 def _build_workers(settings: Settings, store: JobStore, storage: BlobStorage,
@@ -113,6 +151,7 @@ def serve(settings: Settings) -> None:
     """API and workers in one process, on the embedded defaults (SQLite + local outputs)."""
     configure_logging(settings.log_level)
     _stop_on_sigterm()
+    listener = bind_listener(settings)
     store = open_store(settings)
     storage = open_output_storage(settings)
     key = dev_key(settings, store)
@@ -123,10 +162,10 @@ def serve(settings: Settings) -> None:
                for i, w in enumerate(workers)]
     for thread in threads:
         thread.start()
-    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    url = f"http://{shown_host}:{settings.port}"
+    url = public_url(settings)
     console.print(f"[bold]openremix[/bold] serving on {escape(url)}  (engine: "
                   f"{escape(settings.engine)}, data: {escape(str(settings.data_dir))})")
+    print_pages(url)
     console.print(f"development API key: [bold]{escape(key)}[/bold]")
     console.print(escape(f'try: segmind.SegmindClient(api_key="{key}", base_url="{url}/v1")'))
     sys.stderr.flush()
@@ -148,7 +187,7 @@ def serve(settings: Settings) -> None:
         return failed[0] if workers and len(failed) == len(workers) else None
 
     try:
-        run_http(settings, store, storage, on_enqueue=wake.set, readiness=readiness,
+        run_http(settings, listener, store, storage, on_enqueue=wake.set, readiness=readiness,
                  load_error=load_error)
     finally:
         for worker in workers:
@@ -163,10 +202,15 @@ def api(settings: Settings) -> None:
     """Only the HTTP API (run `openremix worker` processes beside it)."""
     configure_logging(settings.log_level)
     _stop_on_sigterm()
+    listener = bind_listener(settings)
     store = open_store(settings)
     webhooks = start_webhooks(settings, store)
+    url = public_url(settings)
+    console.print(f"[bold]openremix[/bold] API on {escape(url)}")
+    print_pages(url)
+    sys.stderr.flush()
     try:
-        run_http(settings, store, open_output_storage(settings))
+        run_http(settings, listener, store, open_output_storage(settings))
     finally:
         webhooks.stop()
         store.close()

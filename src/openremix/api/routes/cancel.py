@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from openremix.api.errors import ApiError
+from openremix.api.openapi import CANCEL_RESPONSES
 from openremix.api.responses import status_body
 from openremix.api.routes.requests import owned_job
 from openremix.jobs.model import JobState
@@ -28,13 +29,15 @@ async def _cancel(request_id: str, request: Request) -> JSONResponse:
     return JSONResponse(status_body(fresh or job, state.urls(request)))
 
 
-@router.delete("/v2/requests/{request_id}", summary="Cancel a request (extension)")
+@router.delete("/v2/requests/{request_id}", responses=CANCEL_RESPONSES,
+               summary="Cancel a request (extension)")
 async def cancel_request(request_id: str, request: Request) -> JSONResponse:
     """A queued job never reaches a worker; a running one stops at its next step. The
     request ends FAILED with error "cancelled" and its credits are refunded."""
     return await _cancel(request_id, request)
 
 
-@router.post("/v2/requests/{request_id}/cancel", summary="Cancel a request (extension)")
+@router.post("/v2/requests/{request_id}/cancel", responses=CANCEL_RESPONSES,
+             summary="Cancel a request (extension)")
 async def cancel_request_post(request_id: str, request: Request) -> JSONResponse:
     return await _cancel(request_id, request)

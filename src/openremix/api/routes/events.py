@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from openremix.api.openapi import EVENT_RESPONSES
 from openremix.api.responses import status_body
 from openremix.api.routes.requests import owned_job
 from openremix.jobs.model import Job, JobState
@@ -46,7 +47,8 @@ def _progress_event(job: Job, position: int | None, started: dict[str, float]) -
     return "processing", _PROCESSING_BASE_ID + step, data
 
 
-@router.get("/v2/requests/{request_id}/events", summary="Server-Sent Events of a request")
+@router.get("/v2/requests/{request_id}/events", responses=EVENT_RESPONSES,
+            response_class=StreamingResponse, summary="Server-Sent Events of a request")
 async def request_events(request_id: str, request: Request) -> StreamingResponse:
     """`queued` (with queue position), `processing` (step/total, ETA), then one terminal event
     (`completed` or `failed`) whose data is the /status body. Resumable with Last-Event-ID."""

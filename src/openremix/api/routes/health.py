@@ -10,18 +10,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from openremix import metrics
+from openremix.api.openapi import HEALTH_RESPONSES, READY_RESPONSES
 from openremix.api.state import app_state
 
 log = logging.getLogger("openremix.api")
 router = APIRouter()
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", responses=HEALTH_RESPONSES, summary="Liveness")
 async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the job store answers and the model is loaded")
+@router.get("/readyz", responses=READY_RESPONSES,
+            summary="Readiness: the job store answers and the model is loaded")
 async def readyz(request: Request) -> JSONResponse:
     state = app_state(request)
     try:

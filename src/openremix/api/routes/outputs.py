@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from openremix.api.errors import ApiError
+from openremix.api.openapi import OUTPUT_RESPONSES
 from openremix.api.state import app_state
 from openremix.media.storage import read_verified, validate_key
 
@@ -20,7 +21,8 @@ _CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
                   "webp": "image/webp"}
 
 
-@router.get("/outputs/{key}", summary="An output image (no key needed: the URL is unguessable)")
+@router.get("/outputs/{key}", responses=OUTPUT_RESPONSES, response_class=Response,
+            summary="An output image (no key needed: the URL is unguessable)")
 async def output_file(key: str, request: Request) -> Response:
     state = app_state(request)
     extension = key.rsplit(".", 1)[-1].lower() if "." in key else ""

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openremix.api.access import authenticate
 from openremix.api.errors import ApiError
+from openremix.api.openapi import REMIX_BODY_DOC, SUBMIT_RESPONSES, SYNC_RESPONSES
 from openremix.api.request_body import read_submit_body
 from openremix.api.responses import failed_body, submit_body
 from openremix.api.state import AppState, app_state
@@ -35,17 +36,6 @@ from openremix.webhooks.request_fields import parse_webhook_fields
 
 log = logging.getLogger("openremix.api")
 router = APIRouter()
-
-_REMIX_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": RemixRequest.model_json_schema()},
-            "multipart/form-data": {"schema": {"type": "object"}},
-        },
-    }
-}
-
 
 def _check_inline_images(state: AppState, req: RemixRequest) -> None:
     """Reject bad inline images at submit (400) instead of failing the job later."""
@@ -149,7 +139,8 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
     return job, key
 
 
-@router.post("/v2/{slug}", openapi_extra=_REMIX_BODY_DOC, summary="Submit a remix (async)")
+@router.post("/v2/{slug}", openapi_extra=REMIX_BODY_DOC, responses=SUBMIT_RESPONSES,
+             summary="Submit a remix (async)")
 async def submit_async(slug: str, request: Request) -> JSONResponse:
     job, _ = await submit_job(request, slug)
     return JSONResponse(submit_body(job, app_state(request).urls(request)))
@@ -167,7 +158,8 @@ async def _wait_terminal(state: AppState, request_id: str, deadline: float) -> J
         delay = min(delay * 1.5, 0.05)
 
 
-@router.post("/v1/{slug}", openapi_extra=_REMIX_BODY_DOC, summary="Run a remix (sync)")
+@router.post("/v1/{slug}", openapi_extra=REMIX_BODY_DOC, responses=SYNC_RESPONSES,
+             response_class=Response, summary="Run a remix (sync)")
 async def run_sync(slug: str, request: Request) -> Response:
     state = app_state(request)
     started = time.monotonic()

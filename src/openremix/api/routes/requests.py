@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openremix.api.access import authenticate
 from openremix.api.errors import ApiError
+from openremix.api.openapi import RESULT_RESPONSES, STATUS_RESPONSES
 from openremix.api.responses import result_body, status_body
 from openremix.api.state import AppState, app_state
 from openremix.jobs.model import Job, JobState
@@ -40,18 +41,21 @@ def _answer(job: Job, body: dict) -> JSONResponse:
     return JSONResponse(body, status_code=422 if job.state is JobState.FAILED else 200)
 
 
-@router.get("/v2/requests/{request_id}/status", summary="Light status of a request")
+@router.get("/v2/requests/{request_id}/status", responses=STATUS_RESPONSES,
+            summary="Light status of a request")
 async def request_status(request_id: str, request: Request) -> JSONResponse:
     state, job, position = await owned_job(request, request_id)
     return _answer(job, status_body(job, state.urls(request), position))
 
 
-@router.get("/v2/requests/{request_id}", summary="Full result of a request")
+@router.get("/v2/requests/{request_id}", responses=RESULT_RESPONSES,
+            summary="Full result of a request")
 async def request_result(request_id: str, request: Request) -> JSONResponse:
     state, job, position = await owned_job(request, request_id)
     return _answer(job, result_body(job, state.urls(request), position))
 
 
-@router.get("/v1/requests/{request_id}", summary="Legacy poll URL (same body as v2)")
+@router.get("/v1/requests/{request_id}", responses=RESULT_RESPONSES,
+            summary="Legacy poll URL (same body as v2)")
 async def request_result_v1(request_id: str, request: Request) -> JSONResponse:
     return await request_result(request_id, request)
