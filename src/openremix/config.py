@@ -171,6 +171,14 @@ class Settings(BaseSettings):
         "most 10 min), until 1 h after the first attempt.",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    # -- live previews (progress) --
+    preview_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds between two live previews of a running job, for engines that "
+        "make them (diffusers: its latents projected to a small JPEG); the event stream sends "
+        "them to the job's owner. 0 turns previews off.",
+    )
 
     @property
     def dev_key_path(self) -> Path:
