@@ -32,7 +32,7 @@ router = APIRouter()
 
 KEEPALIVE_SECONDS = 15.0
 POLL_SECONDS = 0.1
-ETA_REFRESH_SECONDS = 1.0
+ETA_REFRESH_SECONDS = 0.5
 PREVIEW_READ_SECONDS = 0.5
 
 # Event ids grow through a request's life, so `Last-Event-ID` resumes after what was seen.
