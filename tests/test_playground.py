@@ -415,29 +415,3 @@ def test_the_servers_error_message_is_shown(
     assert page.evaluate("document.activeElement.id") == "api-key"
     page.context.close()
     assert [p for p in problems if "status of 401" not in p] == []
-
-
-def test_live_progress_and_cancel(browser, start_process, chelsea_png: Path,
-                                  tmp_path: Path) -> None:
-    slow = start_process(env={"OPENREMIX_ENGINE": "tests.support.slow_engine:SlowStyleEngine",
-                              "SLOW_ENGINE_STEP_SECONDS": "1.0"})
-    page, problems = open_playground(browser, slow.base_url)
-    fill_basics(page, chelsea_png)
-    page.click("#submit")
-    wait_for(
-        page,
-        "() => /step \\d+ of \\d+/.test(document.getElementById('progress-text').textContent)",
-        timeout=20,
-    )
-    assert page.is_visible("#cancel")
-    screenshot(page, tmp_path / "playground-progress.png")
-    page.click("#cancel")
-    wait_for(
-        page,
-        "() => document.getElementById('progress-text').textContent.startsWith('Cancelled')",
-        timeout=20,
-    )
-    assert page.is_hidden("#cancel")
-    assert page.is_hidden("#error")
-    page.context.close()
-    assert problems == []
