@@ -126,7 +126,8 @@ def test_page_and_its_settings_are_served_without_a_key(server: OpenRemixProcess
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert 'src="/playground/app.js"' in page.text
-    for name in ("app.js", "form.js", "api.js", "snippets.js", "style.css", "favicon.svg"):
+    for name in ("app.js", "form.js", "api.js", "snippets.js", "progress.js", "style.css",
+                 "favicon.svg"):
         assert httpx.get(f"{server.base_url}/playground/{name}").status_code == 200, name
     missing = httpx.get(f"{server.base_url}/playground/nope.js")
     assert missing.status_code == 404

@@ -71,7 +71,8 @@ class _PreviewReader:
         self.sent = ""
 
     async def new_preview(self, now: float) -> dict[str, Any] | None:
-        if now - self.read_at < PREVIEW_READ_SECONDS:
+        # Previews off (the workers share these settings): no storage reads for nothing.
+        if self.state.settings.preview_seconds <= 0 or now - self.read_at < PREVIEW_READ_SECONDS:
             return None
         self.read_at = now
         try:
