@@ -165,8 +165,10 @@ class DiffusersEngine:
         progress = BatchProgress(on_step, [g[0].plan.denoise_steps for g in groups.values()],
                                  on_preview)
         for group in groups.values():
-            if on_preview is not None:
-                progress.watch([job.index for job in group], self.family.previewer(group))
+            # Optional for a family: one without `previewer` simply shows no previews.
+            previewer = getattr(self.family, "previewer", None)
+            if on_preview is not None and previewer is not None:
+                progress.watch([job.index for job in group], previewer(group))
             images = self.family.generate(group, progress, self.exact_batches)
             for job, (image, flagged) in zip(group, images, strict=True):
                 outputs[job.index] = self._finish(job, image, flagged)

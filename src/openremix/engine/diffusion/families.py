@@ -113,7 +113,7 @@ class Family(Protocol):
 
     def previewer(self, group: Sequence[Job]) -> Renderer | None:
         """How to picture the group's latents after a step (`latent_preview`), or None where
-        the family cannot."""
+        the family cannot. Optional: a family without it shows no live previews."""
         ...
 
 
