@@ -249,7 +249,7 @@ class Worker:
         previews = PreviewPublisher(self.storage, [item.job.request_id for item in group],
                                     self.preview_seconds,
                                     wanted=lambda index: not group[index].lost.is_set())
-        extra = {}
+        extra: dict[str, Any] = {}
         if previews.enabled and getattr(self.engine, "supports_previews", False):
             extra["on_preview"] = previews  # engine.base.PreviewCallback
 
