@@ -34,6 +34,12 @@ function jsonWith(body, render) {
 
 const fileVar = (index) => (index === 0 ? "IMAGE" : `IMAGE_${index + 1}`);
 
+// A file name for an image given by URL: the URL's own when it names an image, else `fallback`.
+function urlFileName(url, fallback) {
+  const last = String(url).split(/[?#]/)[0].split("/").pop() || "";
+  return /^[\w.-]+\.(jpe?g|png|webp)$/i.test(last) ? last : fallback;
+}
+
 // --- segmind: curl ------------------------------------------------------------------------------
 
 export function curlSnippet({ origin, model, body }) {
@@ -78,17 +84,17 @@ export function ideogramCurlSnippet({ origin, body }) {
   const lines = [KEY_COMMENT, "# Ideogram's remix API answers when the image is ready, with its URL."];
   const parts = [];
   const urls = [];
-  const image = (name, value) => {
+  const image = (name, value, fallback) => {
     if (value instanceof FileImage) return filePart(name, value);
     // Ideogram's API takes files only: download an image given by URL first.
-    const file = new FileImage(urls.length ? `reference-${urls.length}.img` : "input.img");
+    const file = new FileImage(value.startsWith("data:") ? fallback : urlFileName(value, fallback));
     urls.push([value, file.name]);
     return filePart(name, file);
   };
   for (const [name, value] of Object.entries(body)) {
     if (name === "output_format") continue; // Ideogram's API has no output format
-    if (name === "image") parts.push(image(name, value));
-    else if (name === "style_reference_images") value.forEach((v) => parts.push(image(name, v)));
+    if (name === "image") parts.push(image(name, value, "input.jpg"));
+    else if (name === "style_reference_images") value.forEach((v, i) => parts.push(image(name, v, `reference-${i + 1}.jpg`)));
     else if (name === "style_codes") value.forEach((code) => parts.push(formPart(name, code)));
     else if (typeof value === "object") parts.push(formPart(name, JSON.stringify(value)));
     else parts.push(formPart(name, value));
@@ -165,7 +171,8 @@ export function pythonSnippet({ origin, model, body }) {
 function pyImage(value, fetched) {
   if (value instanceof FileImage) return `open(${JSON.stringify(value.name)}, "rb")`;
   fetched.push(value);
-  return `("image.png", urlopen(${JSON.stringify(value)}).read())`;
+  const name = value.startsWith("data:") ? "image.jpg" : urlFileName(value, "image.jpg");
+  return `(${JSON.stringify(name)}, urlopen(${JSON.stringify(value)}).read())`;
 }
 
 // `size`: the output size the form picks (OpenAI's wire maps a size to the nearest allowed
