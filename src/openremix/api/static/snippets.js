@@ -70,11 +70,12 @@ export function curlSnippet({ origin, model, body }) {
 
 // --- Ideogram's remix API: curl, multipart -----------------------------------------------------
 
-// A `-F name=value` part; `--form-string` where curl would read the value as a file (a leading
-// @ or <) or as a part's content type (";type="), so any prompt arrives as typed.
+// A `-F name=value` part; `--form-string` where curl would read more into the value: a file
+// (a leading @ or <), a quoted string (a leading "), or a part's options (after a ";"), so any
+// prompt arrives as typed.
 function formPart(name, value) {
   const text = String(value);
-  const literal = /^[@<]/.test(text) || /;\s*type=/i.test(text);
+  const literal = /^[@<"]/.test(text) || text.includes(";");
   return `${literal ? "--form-string" : "-F"} ${shellQuote(`${name}=${text}`)}`;
 }
 
