@@ -306,6 +306,8 @@ def test_the_wire_switch_copies_every_wire_and_never_the_key(
     for tab in ("segmind curl", "segmind SDK", "Ideogram curl", "openai SDK"):
         page.locator("[role=tab]", has_text=tab).click()
         snippets[tab] = page.inner_text("#snippet-code")
+        page.locator("#snippet").scroll_into_view_if_needed()
+        screenshot(page, tmp_path / f"playground-snippet-{tab.replace(' ', '-')}.png")
         assert TEST_KEY not in snippets[tab], tab
         assert "OPENREMIX_API_KEY" in snippets[tab], tab
     ideogram, openai_sdk = snippets["Ideogram curl"], snippets["openai SDK"]
