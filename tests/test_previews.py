@@ -40,8 +40,9 @@ def test_the_fit_recovers_a_linear_map_from_latent_cells_to_colours() -> None:
 def test_the_publisher_stores_each_wanted_jobs_preview_in_time_and_clears_them(
         tmp_path: Path) -> None:
     storage, now = LocalStorage(tmp_path), [0.0]
+    wanted = [True, False]
     publisher = PreviewPublisher(storage, ["job-a", "job-b"], interval=1.0,
-                                 wanted=lambda index: index == 0, clock=lambda: now[0])
+                                 wanted=lambda index: wanted[index], clock=lambda: now[0])
     assert not publisher.due(1, 10)  # not before the interval
     now[0] = 1.0
     assert publisher.due(1, 10) and not publisher.due(10, 10)  # never the last step
@@ -49,8 +50,11 @@ def test_the_publisher_stores_each_wanted_jobs_preview_in_time_and_clears_them(
     assert preview_step(storage.get(preview_key("job-a")) or b"") == (1, 10)
     assert not storage.exists(preview_key("job-b"))  # cancelled meanwhile: not stored
     assert not publisher.due(2, 10)
-    publisher.clear()
+    wanted[0] = False  # job-a is cancelled: at the next preview its stored one goes
+    now[0] = 2.0
+    publisher(2, 10, {0: Image.new("RGB", (32, 32), "red")})
     assert not storage.exists(preview_key("job-a"))
+    publisher.clear()
 
 
 class PreviewingEngine:

@@ -48,10 +48,14 @@ class PreviewPublisher:
     def __call__(self, step: int, total: int, images: Mapping[int, Image.Image]) -> None:
         self._last = self.clock()
         for index, image in images.items():
-            if not 0 <= index < len(self.request_ids) or not self.wanted(index):
+            if not 0 <= index < len(self.request_ids):
                 continue
             request_id = self.request_ids[index]
             key = preview_key(request_id)
+            if not self.wanted(index):  # cancelled meanwhile: its preview goes now
+                if key in self._stored:
+                    self._delete(key)
+                continue
             self._stored.add(key)  # before the write: a half-failed write is cleared too
             try:
                 self.storage.put(key, encode_preview(image, step, total), "image/jpeg")
@@ -62,8 +66,11 @@ class PreviewPublisher:
     def clear(self) -> None:
         """Delete every preview this batch stored."""
         for key in sorted(self._stored):
-            try:
-                self.storage.delete(key)
-            except Exception:
-                log.warning("could not delete the preview %s", key, exc_info=True)
-        self._stored.clear()
+            self._delete(key)
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.storage.delete(key)
+            self._stored.discard(key)
+        except Exception:
+            log.warning("could not delete the preview %s", key, exc_info=True)
