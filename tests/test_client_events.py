@@ -174,3 +174,22 @@ def test_an_unknown_request_is_not_retried() -> None:
     with pytest.raises(NotFound):
         list(sdk.job(RID).events())
     assert len(sent) == 1 and sleeps == []
+
+
+def test_a_preview_event_is_a_processing_status_and_moves_no_resume_position() -> None:
+    """The server's `preview` events carry no id: a stream cut after one resumes after the
+    last `processing` event, and the SDK reports the preview as a PROCESSING status whose raw
+    body holds the image."""
+    preview = ('{"status": "PROCESSING", "request_id": "r-1", "step": 1, "total": 5, '
+               '"image": "data:image/jpeg;base64,/9j/"}')
+    first = (sse(101, "processing", '{"status": "PROCESSING", "step": 1, "total": 5}')
+             + f"event: preview\ndata: {preview}\n\n".encode())
+    sent: list[httpx.Request] = []
+    answers = [stream_answer(first, httpx.ReadError("connection reset")), stream_answer(REST)]
+    http = httpx.Client(transport=scripted_stream(answers, sent))
+    with Client(api_key="k", base_url="http://h", http_client=http, _sleep=lambda s: None) as sdk:
+        statuses = list(sdk.job(RID).events())
+    assert seen(statuses) == [("PROCESSING", 1), ("PROCESSING", 1), ("PROCESSING", 2),
+                              ("COMPLETED", None)]
+    assert statuses[1].raw["image"].startswith("data:image/jpeg;base64,")
+    assert sent[1].headers["last-event-id"] == "101"

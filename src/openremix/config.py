@@ -213,6 +213,14 @@ class Settings(BaseSettings):
     image_safety_threads: int = Field(
         0, ge=0, description="CPU threads of the image safety classifier; 0: onnxruntime's choice."
     )
+    # -- live previews (progress) --
+    preview_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds between two live previews of a running job, for engines that "
+        "make them (diffusers: its latents projected to a small JPEG); the event stream sends "
+        "them to the job's owner. 0 turns previews off.",
+    )
 
     @property
     def dev_key_path(self) -> Path:

@@ -3,11 +3,17 @@
 An engine is loaded once per worker process (`load`), then `remix` is called with a batch of
 compatible jobs. It reports progress through `on_step`, which raises `JobCancelled` when the
 job was cancelled or its lease was lost: engines let that propagate and stop between steps.
+
+Live previews are optional: an engine that can show a cheap, low-resolution look at its work
+in progress sets `supports_previews = True` and accepts `remix(..., on_preview=...)`, a
+`PreviewCallback` it asks before each preview (`due`) so the cost is paid only when someone
+will see one. The worker passes it only to such engines; other engines and callers need not
+know it exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +32,20 @@ class EngineError(Exception):
 
 StepCallback = Callable[[int, int], None]
 """`on_step(step, total)`: called after each step of the batch. May raise `JobCancelled`."""
+
+
+class PreviewCallback(Protocol):
+    """Where an engine sends live previews of a batch (see the module docstring)."""
+
+    def due(self, step: int, total: int) -> bool:
+        """Whether a preview of the step just finished is wanted now (the engine makes one
+        only then: decoding costs time)."""
+        ...
+
+    def __call__(self, step: int, total: int, images: Mapping[int, Image.Image]) -> None:
+        """Previews of step `step` of `total` (as reported to `on_step`), by the index of
+        their input in the batch; any size (they are shrunk to a thumbnail when stored)."""
+        ...
 
 
 @dataclass

@@ -136,4 +136,5 @@ def build_worker(
         max_batch=settings.max_batch,
         batch_window=settings.batch_window_ms / 1000,
         job_timeout=settings.job_timeout_seconds,
+        preview_seconds=settings.preview_seconds,
     )

@@ -26,6 +26,7 @@ from openremix.jobs.params import queue_timeout_error, unpack_job_params
 from openremix.jobs.store import JobStore
 from openremix.media.images import ImageLoader, encode_image
 from openremix.media.storage import BlobStorage, new_output_key
+from openremix.worker.previews import PreviewPublisher
 from openremix.worker.sweeper import Sweeper
 
 log = logging.getLogger("openremix.worker")
@@ -71,6 +72,7 @@ class Worker:
         max_batch: int = 4,
         batch_window: float = 0.05,
         job_timeout: float = 600.0,
+        preview_seconds: float = 1.0,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -84,6 +86,8 @@ class Worker:
         self.max_batch = max(1, max_batch) if batching else 1
         self.batch_window = batch_window
         self.job_timeout = job_timeout
+        self.preview_seconds = preview_seconds
+        """Seconds between live previews of a running job (engines that make them); 0: none."""
         self.sweeper = Sweeper(store, storage)
         self.ready = threading.Event()
         """Set once the engine is loaded."""
@@ -242,9 +246,20 @@ class Worker:
             if all(item.lost.is_set() for item in group):
                 raise JobCancelled(group[0].job.request_id)
 
+        previews = PreviewPublisher(self.storage, [item.job.request_id for item in group],
+                                    self.preview_seconds,
+                                    wanted=lambda index: not group[index].lost.is_set())
+        extra: dict[str, Any] = {}
+        if previews.enabled and getattr(self.engine, "supports_previews", False):
+            extra["on_preview"] = previews  # engine.base.PreviewCallback
+
         metrics.batch_size.observe(len(group))
         try:
-            outputs = self.engine.remix([item.engine_input for item in group], on_step)
+            try:
+                outputs = self.engine.remix([item.engine_input for item in group], on_step,
+                                            **extra)
+            finally:
+                previews.clear()  # before the jobs finish: a finished job has no preview left
         except JobTimedOut:
             self._fail_group(group, f"execution timed out after {self.job_timeout:g} s")
             return

@@ -7,14 +7,14 @@ import {
   $, buildControls, form, markProblem, outputSize, requestBody, setSeed, useStyleCode,
 } from "./form.js";
 import { setErrorReporter, wireImages } from "./images.js";
-import { FileImage, curlSnippet, pythonSnippet } from "./snippets.js";
+import { hidePreview, onProgress, run, seconds, setPhase, tick } from "./progress.js";
+import { FileImage, SNIPPETS } from "./snippets.js";
 
 const KEY_STORAGE = "openremix.apiKey";
-const run = { id: null, controller: null, started: 0, timer: null, phase: "" };
-let snippetTab = "curl";
+let snippetTab = "tab-curl";
+let shownProblem = null; // the form's broken rule on screen, cleared once it no longer holds
 
 const apiKey = () => $("api-key").value.trim();
-const seconds = (s) => `${Number(s).toFixed(s < 10 ? 2 : 1)} s`;
 
 // --- messages ----------------------------------------------------------------------------------
 
@@ -22,6 +22,14 @@ function showError(message) {
   const box = $("error");
   box.textContent = message || "";
   box.hidden = !message;
+  shownProblem = null;
+}
+
+// After an edit: a form error on screen that no longer holds goes away.
+function recheckProblem() {
+  if (!shownProblem || !form.config) return;
+  const { problem } = requestBody();
+  if (!problem || problem.id !== shownProblem.id || problem.message !== shownProblem.message) showError("");
 }
 
 let toastTimer = null;
@@ -100,17 +108,18 @@ function layoutInput() {
 
 // --- snippets ----------------------------------------------------------------------------------
 
+// The snippets never carry the key: they read it from the environment (snippets.js).
 function renderSnippet() {
   if (!form.config) return;
   const { body } = requestBody({ forSnippet: true });
   // A snippet is useful before the form is complete: stand-ins for the two required fields.
   const full = { image: new FileImage("photo.jpg", "image/jpeg"), prompt: "describe the remix", ...body };
-  const spec = { origin: window.location.origin, model: form.config.model, key: apiKey(), body: full };
-  $("snippet-code").textContent = snippetTab === "curl" ? curlSnippet(spec) : pythonSnippet(spec);
+  const spec = { origin: window.location.origin, model: form.config.model, body: full, size: outputSize() };
+  $("snippet-code").textContent = SNIPPETS[snippetTab].render(spec);
 }
 
 function selectTab(tab) {
-  snippetTab = tab.id === "tab-curl" ? "curl" : "python";
+  snippetTab = tab.id;
   for (const t of document.querySelectorAll("[role=tab]")) {
     const on = t === tab;
     t.setAttribute("aria-selected", String(on));
@@ -142,43 +151,11 @@ function wireSnippets() {
       getSelection().addRange(range);
       document.execCommand("copy");
     }
-    toast(snippetTab === "curl" ? "Copied the curl snippet" : "Copied the Python snippet");
+    toast(`Copied ${SNIPPETS[snippetTab].copied}`);
   });
 }
 
 // --- a run: submit, follow, show ---------------------------------------------------------------
-
-function setPhase(text, fraction) {
-  run.phase = text;
-  const bar = $("progress-bar");
-  const known = fraction !== null && fraction !== undefined;
-  bar.classList.toggle("indeterminate", !known);
-  bar.style.width = known ? `${Math.round(fraction * 100)}%` : "";
-  if (known) bar.setAttribute("aria-valuenow", String(Math.round(fraction * 100)));
-  else bar.removeAttribute("aria-valuenow");
-  tick();
-}
-
-function tick() {
-  const elapsed = run.started ? (performance.now() - run.started) / 1000 : 0;
-  $("progress-text").textContent = run.id || run.controller ? `${run.phase} · ${elapsed.toFixed(1)} s` : run.phase;
-}
-
-function onProgress({ event, data }) {
-  if (event === "queued") {
-    const p = data.queue_position;
-    setPhase(p === null || p === undefined ? "Queued" : `Queued · ${p === 0 ? "next in line" : `${p} ahead`}`, null);
-  } else if (event === "processing") {
-    const { step, total, eta_seconds: eta } = data;
-    if (step && total) {
-      // The first step has no timing yet: its ETA (0) says nothing.
-      const left = eta > 0 ? ` · about ${seconds(eta)} left` : "";
-      setPhase(`Processing · step ${step} of ${total}${left}`, step / total);
-    } else {
-      setPhase("Processing", null);
-    }
-  }
-}
 
 // The terminal status body: from the event stream, or by polling when the stream is cut short.
 async function terminalStatus(id, key, signal) {
@@ -197,9 +174,21 @@ async function terminalStatus(id, key, signal) {
   }
 }
 
+// Takes the last result off the page: what is shown must belong to the run on screen.
+function clearResult() {
+  hidePreview();
+  const img = $("result-image");
+  img.hidden = true;
+  img.removeAttribute("src");
+  $("result-placeholder").hidden = false;
+  $("result-meta").textContent = "";
+  $("result-details").hidden = true;
+}
+
 function startRun(controller) {
-  Object.assign(run, { id: null, controller, started: performance.now() });
+  Object.assign(run, { id: null, controller, started: performance.now(), eta: null });
   showError("");
+  clearResult();
   $("submit").disabled = true;
   $("submit").firstChild.textContent = "Remixing… ";
   $("cancel").hidden = false;
@@ -208,7 +197,6 @@ function startRun(controller) {
   $("progress").dataset.outcome = "";
   $("result-canvas").classList.add("busy");
   $("result-placeholder").textContent = "Remixing…";
-  $("result-details").classList.add("stale");
   setPhase("Submitting", null);
   run.timer = setInterval(tick, 100);
 }
@@ -224,7 +212,8 @@ const OUTCOMES = {
 function endRun(outcome, fraction) {
   clearInterval(run.timer);
   const elapsed = seconds((performance.now() - run.started) / 1000);
-  Object.assign(run, { id: null, controller: null });
+  Object.assign(run, { id: null, controller: null, eta: null });
+  hidePreview();
   setPhase(outcome ? OUTCOMES[outcome](elapsed) : "", fraction);
   $("progress").dataset.outcome = outcome;
   $("progress").hidden = !outcome;
@@ -233,7 +222,7 @@ function endRun(outcome, fraction) {
   $("cancel").hidden = true;
   $("result-canvas").classList.remove("busy");
   $("result-placeholder").textContent = "The remix appears here";
-  $("result-details").classList.remove("stale");
+  $("result-placeholder").hidden = !$("result-image").hidden;
 }
 
 function loadImage(img, url) {
@@ -255,6 +244,7 @@ function chip(text, extra) {
 async function showResult(body) {
   const img = $("result-image");
   await loadImage(img, body.output);
+  hidePreview();
   img.hidden = false;
   $("result-placeholder").hidden = true;
   const file = (body.images || [])[0] || {};
@@ -306,6 +296,7 @@ async function submit(event) {
   const { body, problem } = requestBody();
   if (problem) {
     showError(problem.message);
+    shownProblem = problem;
     markProblem(problem);
     return;
   }
@@ -357,8 +348,14 @@ async function start() {
   wireKey();
   wireSnippets();
   setErrorReporter(showError);
-  form.onChange = renderSnippet;
-  form.onImage = renderInput;
+  form.onChange = () => {
+    renderSnippet();
+    recheckProblem();
+  };
+  form.onImage = () => {
+    renderInput();
+    recheckProblem();
+  };
   new ResizeObserver(layoutInput).observe($("input-canvas"));
   try {
     buildControls(await api.getConfig());

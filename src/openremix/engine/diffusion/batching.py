@@ -10,42 +10,75 @@ processing) stays shared.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from openremix.engine.base import StepCallback
+from openremix.engine.base import PreviewCallback, StepCallback
+from openremix.engine.diffusion.latent_preview import Renderer
+
+log = logging.getLogger(__name__)
 
 
 class BatchProgress:
-    """Turns each group's `callback_on_step_end` into `on_step(step, total)` for the batch."""
+    """Turns each group's `callback_on_step_end` into `on_step(step, total)` for the batch, and
+    its latents into live previews (`on_preview`) when one is due."""
 
-    def __init__(self, on_step: StepCallback, planned: list[int]) -> None:
+    def __init__(self, on_step: StepCallback, planned: list[int],
+                 on_preview: PreviewCallback | None = None) -> None:
         """`planned`: each group's denoising steps as the mapping predicts them, in run order."""
-        self.on_step, self.planned = on_step, planned
+        self.on_step, self.planned, self.on_preview = on_step, planned, on_preview
         self.group, self.done = 0, 0
         self.current: int | None = None
         """Denoising steps of the running group, as the pipeline counts them."""
+        self.indices: list[int] = []
+        """The running group's jobs: their input indices, in row order."""
+        self.render: Renderer | None = None
+
+    def watch(self, indices: list[int], render: Renderer | None) -> None:
+        """The next group's jobs (input indices, in row order) and how to picture its latents
+        (None: no previews for this group)."""
+        self.indices, self.render = indices, render
 
     def callback(self, pipe: Any, step: int, timestep: Any,
                  kwargs: dict[str, Any]) -> dict[str, Any]:
         """Called by diffusers after each denoising step; `JobCancelled` propagates."""
-        self.step(step, int(getattr(pipe, "num_timesteps", 0) or self.planned[self.group]))
+        self.step(step, int(getattr(pipe, "num_timesteps", 0) or self.planned[self.group]),
+                  kwargs.get("latents"))
         return kwargs
 
-    def step(self, step: int, steps: int) -> None:
-        """The running group finished its step `step` (from 0) of `steps`."""
+    def step(self, step: int, steps: int, latents: torch.Tensor | None = None) -> None:
+        """The running group finished its step `step` (from 0) of `steps`; `latents`: the
+        group's latents after it, where the caller has them (for previews)."""
         self.current = steps
         total = self.done + steps + sum(self.planned[self.group + 1:])
-        self.on_step(self.done + step + 1, total)
+        reported = self.done + step + 1
+        self.on_step(reported, total)
+        if latents is not None:
+            self._preview(reported, total, latents)
+
+    def _preview(self, step: int, total: int, latents: torch.Tensor) -> None:
+        if self.on_preview is None or self.render is None or not self.on_preview.due(step,
+                                                                                    total):
+            return
+        try:
+            images = self.render(latents)
+        except Exception:  # a preview must never fail a job: stop trying for this group
+            log.warning("live previews failed; none more for this group", exc_info=True)
+            self.render = None
+            return
+        if images:
+            self.on_preview(step, total, dict(zip(self.indices, images, strict=False)))
 
     def next_group(self) -> None:
         """The group finished: its actual step count joins the done count."""
         self.done += self.planned[self.group] if self.current is None else self.current
         self.group += 1
         self.current = None
+        self.indices, self.render = [], None
 
 
 _PER_JOB_MODULES = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer",

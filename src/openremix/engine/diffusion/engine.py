@@ -7,7 +7,8 @@ generation. One `remix` call then reads top to bottom, for every family:
 
 1. prepare: content filter, magic prompt, the family's plan; jobs with equal plans share a group;
 2. generate: one family call per group, one seeded CPU generator per job; `on_step` runs after
-   every denoising step (`JobCancelled` stops between steps);
+   every denoising step (`JobCancelled` stops between steps); when `on_preview` asks for one,
+   the step's latents are pictured by the family's linear projection (`latent_preview`);
 3. finish: resize to exactly `params.size`, reference colours (when the model is not
    conditioned on them), palette; what the mapping could not honour goes to `warnings`.
 
@@ -25,7 +26,13 @@ import torch
 from PIL import Image
 
 from openremix.contract.request import RemixRequest
-from openremix.engine.base import EngineError, EngineInput, EngineOutput, StepCallback
+from openremix.engine.base import (
+    EngineError,
+    EngineInput,
+    EngineOutput,
+    PreviewCallback,
+    StepCallback,
+)
 from openremix.engine.diffusion import mapping as dm
 from openremix.engine.diffusion.batching import BatchProgress
 from openremix.engine.diffusion.families import Family, FamilyOptions, Job, open_model
@@ -50,6 +57,7 @@ class DiffusersEngine:
 
     name = "diffusers"
     supports_batching = True
+    supports_previews = True
 
     def __init__(
         self,
@@ -148,13 +156,19 @@ class DiffusersEngine:
                 Job(index, item, plan, prompt, seed))
         return refused, groups
 
-    def remix(self, inputs: Sequence[EngineInput], on_step: StepCallback) -> list[EngineOutput]:
+    def remix(self, inputs: Sequence[EngineInput], on_step: StepCallback,
+              on_preview: PreviewCallback | None = None) -> list[EngineOutput]:
         """Remix a batch: one family call per group of equal keys; outputs in input order."""
         refused, groups = self.prepare(inputs)
         assert self.family is not None
         outputs: dict[int, EngineOutput] = dict(refused)
-        progress = BatchProgress(on_step, [g[0].plan.denoise_steps for g in groups.values()])
+        progress = BatchProgress(on_step, [g[0].plan.denoise_steps for g in groups.values()],
+                                 on_preview)
         for group in groups.values():
+            # Optional for a family: one without `previewer` simply shows no previews.
+            previewer = getattr(self.family, "previewer", None)
+            if on_preview is not None and previewer is not None:
+                progress.watch([job.index for job in group], previewer(group))
             images = self.family.generate(group, progress, self.exact_batches)
             for job, (image, flagged) in zip(group, images, strict=True):
                 outputs[job.index] = self._finish(job, image, flagged)

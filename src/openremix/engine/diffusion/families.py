@@ -29,6 +29,7 @@ from openremix.contract.request import RemixRequest
 from openremix.engine.base import EngineError, EngineInput
 from openremix.engine.diffusion import mapping as dm
 from openremix.engine.diffusion.batching import BatchProgress
+from openremix.engine.diffusion.latent_preview import Renderer
 from openremix.engine.prompting.template import PromptEnhancer
 
 FAMILY_MODULES: dict[str, str] = {
@@ -108,6 +109,11 @@ class Family(Protocol):
     def generate(self, group: Sequence[Job], progress: BatchProgress,
                  exact: bool) -> list[tuple[Image.Image, bool]]:
         """Images (at the plan's generation size) and safety flags, one per job, in order."""
+        ...
+
+    def previewer(self, group: Sequence[Job]) -> Renderer | None:
+        """How to picture the group's latents after a step (`latent_preview`), or None where
+        the family cannot. Optional: a family without it shows no live previews."""
         ...
 
 

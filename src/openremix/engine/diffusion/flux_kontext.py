@@ -31,6 +31,12 @@ from openremix.engine.diffusion import flux_kontext_mapping as km
 from openremix.engine.diffusion import mapping as dm
 from openremix.engine.diffusion.batching import BatchProgress, rows_per_job
 from openremix.engine.diffusion.families import FamilyOptions, Job, ModelSource
+from openremix.engine.diffusion.latent_preview import (
+    ProjectionCache,
+    Renderer,
+    pixels_of,
+    tokens_to_grid,
+)
 from openremix.engine.diffusion.loading import load_pipeline
 from openremix.engine.prompting.template import PromptEnhancer, apply_magic_prompt
 from openremix.media.images import center_crop_resize
@@ -56,6 +62,7 @@ class FluxKontextFamily:
         self.traits = dm.ModelTraits(family=dm.ModelFamily(self.name),
                                      multiple=int(pipe.vae_scale_factor) * 2,
                                      native_side=km.NATIVE_SIDE)
+        self._projection = ProjectionCache(self._encode_samples)
         limit = int(getattr(pipe.tokenizer_2, "model_max_length", km.TEXT_TOKENS) or 0)
         self.text_tokens = min(km.TEXT_TOKENS, limit) if limit > 0 else km.TEXT_TOKENS
 
@@ -99,7 +106,8 @@ class FluxKontextFamily:
             "num_inference_steps": len(sigmas), "height": height, "width": width,
             "max_area": width * height, "guidance_scale": plan.guidance,
             "max_sequence_length": self.text_tokens,
-            "callback_on_step_end": progress.callback, "callback_on_step_end_tensor_inputs": [],
+            "callback_on_step_end": progress.callback,
+            "callback_on_step_end_tensor_inputs": ["latents"],
             "output_type": output_type,
         }
         if group[0].plan.negative_prompt is not None:  # the group shares it (`batch_extra`)
@@ -107,6 +115,24 @@ class FluxKontextFamily:
             args["true_cfg_scale"] = km.TRUE_CFG_SCALE
         with rows_per_job(pipe, len(group) if exact else 1):
             return pipe(**args).images
+
+    def previewer(self, group: Sequence[Job]) -> Renderer | None:
+        """The packed latents the pipeline hands its step callback, projected to RGB, one
+        pixel per token (2x2 latent cells)."""
+        width, height = group[0].plan.generation_size
+        grid_h, grid_w = height // self.traits.multiple, width // self.traits.multiple
+
+        def render(latents: torch.Tensor) -> list[Image.Image]:
+            return self._projection.get().images(tokens_to_grid(latents, grid_h, grid_w))
+
+        return render
+
+    def _encode_samples(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample images packed as the pipeline's latents (`encode_image`, `_pack_latents`)."""
+        z = torch.cat([self.encode_image(im, im.size) for im in images]).float()
+        batch, channels, h, w = z.shape
+        packed = self.pipe._pack_latents(z, batch, channels, h, w)
+        return tokens_to_grid(packed, h // 2, w // 2), pixels_of(images)
 
     def encode_image(self, image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         """Step 1: the centre-cropped input as the VAE's scaled latents `(1, C, h, w)` (its

@@ -40,6 +40,12 @@ from openremix.engine.diffusion import ideogram4_vision as iv
 from openremix.engine.diffusion import mapping as dm
 from openremix.engine.diffusion.batching import BatchProgress, rows_per_job
 from openremix.engine.diffusion.families import FamilyOptions, Job, ModelSource
+from openremix.engine.diffusion.latent_preview import (
+    ProjectionCache,
+    Renderer,
+    pixels_of,
+    tokens_to_grid,
+)
 from openremix.engine.diffusion.loading import load_pipeline
 from openremix.engine.prompting.template import (
     PromptEnhancer,
@@ -86,7 +92,8 @@ class RunsProgress:
     def __init__(self, progress: BatchProgress, runs: int) -> None:
         self.progress, self.runs, self.run = progress, runs, 0
 
-    def step(self, step: int, steps: int) -> None:
+    def step(self, step: int, steps: int, latents: Any = None) -> None:
+        """`latents` are ignored: a run holds only some of the group's rows (no previews)."""
         self.progress.step(self.run * steps + step, self.runs * steps)
 
     def callback(self, pipe: Any, step: int, timestep: Any,
@@ -108,6 +115,7 @@ class Ideogram4Family:
         self.enhancer_max_tokens = options.enhancer_max_tokens
         self.patch = int(getattr(pipe, "patch_size", 2))
         self.traits = im.traits(int(pipe.vae_scale_factor) * self.patch)
+        self._projection = ProjectionCache(self._encode_samples)
 
     @property
     def reference_warning(self) -> str | None:
@@ -276,8 +284,25 @@ class Ideogram4Family:
                     return_dict=False)[0].to(torch.float32)
                 velocity = weights[i] * cond + (1.0 - weights[i]) * uncond
                 latents = pipe.scheduler.step(-velocity, t, latents, return_dict=False)[0]
-                progress.step(i, len(timesteps))
+                progress.step(i, len(timesteps), latents)
         return latents
+
+    def previewer(self, group: Sequence[Job]) -> Renderer | None:
+        """The denoising loop's packed, normalised tokens projected to RGB, one pixel per token
+        (upstream's pipeline call hands its callback no latents: no previews there)."""
+        width, height = group[0].plan.generation_size
+        grid_h, grid_w = height // self.traits.multiple, width // self.traits.multiple
+
+        def render(latents: torch.Tensor) -> list[Image.Image]:
+            return self._projection.get().images(tokens_to_grid(latents, grid_h, grid_w))
+
+        return render
+
+    def _encode_samples(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample images as the loop's tokens (`encode_image`, the VAE's mode), on a grid."""
+        side = images[0].width // self.traits.multiple
+        tokens = torch.cat([self.encode_image(im, im.size) for im in images])
+        return tokens_to_grid(tokens, side, side), pixels_of(images)
 
     def _encode_prompts(self, prompts: list[str], grid_h: int, grid_w: int, text: int,
                         exact: bool) -> tuple[torch.Tensor, ...]:

@@ -20,6 +20,11 @@ from openremix.engine.diffusion import mapping as dm
 from openremix.engine.diffusion.batching import BatchProgress, rows_per_job
 from openremix.engine.diffusion.families import FamilyOptions, Job, ModelSource
 from openremix.engine.diffusion.ip_adapter import condition_on_references, load_ip_adapter
+from openremix.engine.diffusion.latent_preview import (
+    ProjectionCache,
+    Renderer,
+    pixels_of,
+)
 from openremix.engine.diffusion.loading import load_pipeline, model_traits
 from openremix.engine.prompting.template import PromptEnhancer, apply_magic_prompt
 from openremix.media.images import center_crop_resize
@@ -54,6 +59,7 @@ class Img2ImgFamily:
         self.reference_warning = None if ip_adapter else REFERENCE_WARNING
         self.reference_mode = "ip-adapter" if ip_adapter else "color-statistics"
         self._call_args = frozenset(inspect.signature(pipe.__call__).parameters)
+        self._projection = ProjectionCache(self._encode_samples)
 
     def used_prompt(self, params: RemixRequest, seed: int, image: Image.Image) -> str:
         """The template (or configured) enhancer."""
@@ -95,3 +101,25 @@ class Img2ImgFamily:
             result = pipe(**args)
         flagged = getattr(result, "nsfw_content_detected", None) or [False] * len(group)
         return [(image, bool(bad)) for image, bad in zip(result.images, flagged, strict=True)]
+
+    # -- live previews ------------------------------------------------------------------------
+
+    def previewer(self, group: Sequence[Job]) -> Renderer | None:
+        """The latents the pipeline hands its step callback, projected to RGB; pipelines whose
+        latents are packed into tokens (FLUX.1) give no preview."""
+        if "callback_on_step_end" not in self._call_args or getattr(self.pipe, "vae", None) is None:
+            return None
+
+        def render(latents: torch.Tensor) -> list[Image.Image]:
+            return self._projection.get().images(latents) if latents.dim() == 4 else []
+
+        return render
+
+    def _encode_samples(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample images in the latent space the pipeline denoises in (VAE mode, shifted
+        and scaled as the pipeline's `prepare_latents` does)."""
+        vae = self.pipe.vae
+        pixels = pixels_of(images)
+        z = vae.encode(pixels.to(device=vae.device, dtype=vae.dtype)).latent_dist.mode().float()
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return (z - shift) * vae.config.scaling_factor, pixels

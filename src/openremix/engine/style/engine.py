@@ -13,7 +13,10 @@ One remix reads top to bottom in `_remix_one`:
 5. finishing: luminance detail from the input (DEFAULT, QUALITY; REALISTIC swaps the style's
    fine texture for the photo's own) and, for high image weights, a blend back to the input.
 
-`on_step(step, total)` is called after each stage; `JobCancelled` from it propagates.
+`on_step(step, total)` is called after each stage; `JobCancelled` from it propagates. It makes
+no live previews (`supports_previews`): a whole remix takes about a second, and its only
+intermediate picture (after the transfer) is the result less its palette and finishing, which
+arrives moments later; encoding and storing it would cost about as much as a stage.
 """
 
 from __future__ import annotations
