@@ -290,3 +290,76 @@ def stored_files(folder: Path) -> list[Path]:
     """Every file under the outputs folder, after giving a late write a moment to land."""
     time.sleep(0.2)
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+# --- live previews --------------------------------------------------------------------------------
+
+class _CollectPreviews:
+    """A `PreviewCallback` that wants every step's preview and keeps them by batch index."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, list[Image.Image]] = {}
+
+    def due(self, step: int, total: int) -> bool:
+        return step < total
+
+    def __call__(self, step: int, total: int, images: Any) -> None:
+        for index, image in images.items():
+            self.seen.setdefault(index, []).append(image)
+
+
+class _ScoreBy:
+    """Test double of the classifier (the real one is tested above): scores 1.0 for the images
+    `unsafe(image)` picks, else 0.0, so a test chooses exactly what is blocked."""
+
+    def __init__(self, unsafe: Any) -> None:
+        self.unsafe = unsafe
+
+    def load(self) -> None:
+        pass
+
+    def scores(self, images: Any) -> list[float]:
+        return [1.0 if self.unsafe(image) else 0.0 for image in images]
+
+
+@pytest.fixture(scope="module")
+def tiny_diffusers(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    from openremix.engine.diffusion.engine import DiffusersEngine
+    from tests.support.tiny_pipelines import build_tiny_pipeline
+
+    folder = build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd") / "sd", "sd", seed=0)
+    threads = torch.get_num_threads()
+    engine = DiffusersEngine(model=str(folder), max_side=64, threads=1)
+    engine.load()
+    yield engine
+    torch.set_num_threads(threads)
+
+
+def test_previews_pass_through_the_screen_of_a_diffusion_engine(classifier, tiny_diffusers):
+    """The worker hands `on_preview` to engines that make previews; the screen is one of them
+    when the engine inside is, and scores each preview before passing it on."""
+    screened = ScreenedEngine(tiny_diffusers, classifier, threshold=0.8)
+    assert screened.supports_previews
+    previews = _CollectPreviews()
+    outputs = screened.remix([engine_input("astronaut"), engine_input("coffee")],
+                             lambda step, total: None, on_preview=previews)
+    assert all(out.image is not None for out in outputs)
+    assert sorted(previews.seen) == [0, 1] and all(previews.seen.values())
+
+
+def test_previews_keep_the_batch_index_of_their_job_and_unsafe_ones_are_dropped(tiny_diffusers):
+    blocked_input, kept = engine_input("astronaut"), engine_input("coffee")
+    screened = ScreenedEngine(tiny_diffusers, _ScoreBy(lambda im: im is blocked_input.image), 0.5)
+    previews = _CollectPreviews()
+    outputs = screened.remix([blocked_input, kept], lambda step, total: None,
+                             on_preview=previews)
+    assert outputs[0].error == INPUT_BLOCKED and outputs[1].image is not None
+    assert list(previews.seen) == [1]  # the running job's previews, under its own index
+
+    small = ScreenedEngine(tiny_diffusers, _ScoreBy(lambda im: max(im.size) <= 128), 0.5)
+    previews = _CollectPreviews()
+    outputs = small.remix([engine_input("coffee")], lambda step, total: None,
+                          on_preview=previews)
+    assert outputs[0].image is not None and previews.seen == {}  # every preview was unsafe

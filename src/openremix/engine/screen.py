@@ -15,20 +15,30 @@ Order, per batch:
 4. every output image is scored; a blocked one is dropped here, so it is never encoded or
    stored anywhere a URL could reach.
 
+Live previews (engines with `supports_previews`) are screened like outputs: each preview is
+scored before it is passed on, an unsafe one is dropped, and the previews keep the indexes of
+the caller's batch although blocked jobs never reach the inner engine.
+
 A threshold of 0 blocks every image (the score is never below 0), which tests use.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from PIL import Image
 
 from openremix.contract.request import RemixRequest
-from openremix.engine.base import Engine, EngineInput, EngineOutput, StepCallback
+from openremix.engine.base import (
+    Engine,
+    EngineInput,
+    EngineOutput,
+    PreviewCallback,
+    StepCallback,
+)
 from openremix.engine.safety import DEFAULT_BLOCKLIST, blocked_term
 
 log = logging.getLogger(__name__)
@@ -73,6 +83,10 @@ class ScreenedEngine:
     def supports_batching(self) -> bool:
         return bool(getattr(self.inner, "supports_batching", False))
 
+    @property
+    def supports_previews(self) -> bool:
+        return bool(getattr(self.inner, "supports_previews", False))
+
     def __getattr__(self, attribute: str) -> Any:
         if attribute == "inner":  # not set yet (during unpickling or a failed __init__)
             raise AttributeError(attribute)
@@ -86,10 +100,15 @@ class ScreenedEngine:
     def batch_key(self, params: RemixRequest) -> tuple[Any, ...]:
         return self.inner.batch_key(params)
 
-    def remix(self, inputs: Sequence[EngineInput], on_step: StepCallback) -> list[EngineOutput]:
+    def remix(self, inputs: Sequence[EngineInput], on_step: StepCallback,
+              on_preview: PreviewCallback | None = None) -> list[EngineOutput]:
         blocked = self._screen_inputs(inputs)
-        to_run = [item for index, item in enumerate(inputs) if index not in blocked]
-        ran = iter(self.inner.remix(to_run, on_step) if to_run else [])
+        positions = [index for index in range(len(inputs)) if index not in blocked]
+        to_run = [inputs[index] for index in positions]
+        extra: dict[str, Any] = {}
+        if on_preview is not None and self.supports_previews:
+            extra["on_preview"] = _ScreenedPreviews(self, on_preview, positions)
+        ran = iter(self.inner.remix(to_run, on_step, **extra) if to_run else [])
         outputs = [blocked[index] if index in blocked else next(ran)
                    for index in range(len(inputs))]
         return self._screen_outputs(inputs, outputs, blocked)
@@ -137,3 +156,26 @@ class ScreenedEngine:
             screened[index] = replace(outputs[index], image=None, is_image_safe=False,
                                       error=OUTPUT_BLOCKED)
         return screened
+
+
+class _ScreenedPreviews:
+    """The inner engine's previews, screened, under the indexes of the caller's batch."""
+
+    def __init__(self, screen: ScreenedEngine, outer: PreviewCallback,
+                 positions: Sequence[int]) -> None:
+        self.screen = screen
+        self.outer = outer
+        self.positions = list(positions)
+        """The caller's index of each job the inner engine runs, in its order."""
+
+    def due(self, step: int, total: int) -> bool:
+        return self.outer.due(step, total)
+
+    def __call__(self, step: int, total: int, images: Mapping[int, Image.Image]) -> None:
+        indexed = [(self.positions[index], image) for index, image in images.items()
+                   if 0 <= index < len(self.positions)]
+        scores = self.screen.scorer.scores([image for _, image in indexed])
+        safe = {index: image for (index, image), score in zip(indexed, scores, strict=True)
+                if score < self.screen.threshold}
+        if safe:
+            self.outer(step, total, safe)
