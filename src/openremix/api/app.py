@@ -17,6 +17,8 @@ from openremix.api.routes import (
     cancel,
     events,
     health,
+    ideogram,
+    openai_images,
     outputs,
     playground,
     remix,
@@ -80,6 +82,9 @@ def create_app(
     app.state.openremix = state
     install_error_handlers(app)
     install_request_observer(app)
+    # The two-segment wire routes first: they must never be read as a `/v1/{slug}`.
+    app.include_router(ideogram.router)
+    app.include_router(openai_images.router)
     app.include_router(remix.router, responses=SUBMIT_ERRORS)
     for module in (requests, cancel, events, outputs, account, health):
         app.include_router(module.router, responses=READ_ERRORS)
