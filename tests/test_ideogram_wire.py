@@ -5,6 +5,7 @@ the key in `Api-Key`, a synchronous JSON answer. Same queue, keys and credits as
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +172,49 @@ def test_segmind_slugs_still_answer_as_before(server):
                               "prompt": "p", "num_images": 3, "rendering_speed": "TURBO"})
     assert submit.status_code == 200
     assert submit.json()["request_id"]
+
+
+def test_openapi_documents_each_wire_with_its_multipart_fields_and_answers(server):
+    schema = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()
+    for path, prompt in (("/v1/ideogram-v3/remix", "prompt"),
+                         ("/v1/ideogram-v4/remix", "text_prompt"),
+                         ("/v1/images/edits", "prompt")):
+        operation = schema["paths"][path]["post"]
+        form = operation["requestBody"]["content"]["multipart/form-data"]
+        assert form["schema"]["required"] == ["image", prompt]
+        assert "image/png" in form["encoding"]["image"]["contentType"]
+        assert {"200", "400", "401", "429"} <= set(operation["responses"])
+        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer["$ref"].split("/")[-1] in {"IdeogramRemixResponse", "OpenAIImagesResponse"}
+    v3 = schema["paths"]["/v1/ideogram-v3/remix"]["post"]["requestBody"]["content"]
+    properties = v3["multipart/form-data"]["schema"]["properties"]
+    assert properties["image"]["format"] == "binary"
+    assert properties["num_images"]["maximum"] == 8
+    assert len(properties["resolution"]["enum"]) == 69
+
+
+def test_a_call_past_the_wire_deadline_is_a_504_in_each_envelope_and_the_job_goes_on(
+        start_process):
+    slow = start_process(env={"OPENREMIX_ENGINE": "tests.support.slow_engine:SlowStyleEngine",
+                              "SLOW_ENGINE_STEP_SECONDS": "0.4",
+                              "OPENREMIX_WIRE_SYNC_TIMEOUT_SECONDS": "0.3"},
+                         ready=False).wait_ready(300)
+    response = remix(slow, {"prompt": "p", "rendering_speed": "TURBO"})
+    assert response.status_code == 504
+    assert set(response.json()) == {"error"}
+    assert "did not finish within 0.3 s" in response.json()["error"]
+    request_id = response.headers["x-request-id"]
+    openai_answer = httpx.post(f"{slow.base_url}/v1/images/edits",
+                               headers={"Authorization": f"Bearer {TEST_KEY}"},
+                               data={"prompt": "p", "quality": "low"},
+                               files=[("image", ("photo.jpg", jpeg(), "image/jpeg"))], timeout=60)
+    assert openai_answer.status_code == 504
+    assert openai_answer.json()["error"]["code"] == "timeout"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        result = httpx.get(f"{slow.base_url}/v2/requests/{request_id}",
+                           headers={"x-api-key": TEST_KEY}, timeout=10).json()
+        if result["status"] == "COMPLETED":
+            break
+        time.sleep(0.3)
+    assert result["status"] == "COMPLETED"

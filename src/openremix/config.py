@@ -171,6 +171,14 @@ class Settings(BaseSettings):
         "most 10 min), until 1 h after the first attempt.",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    # --- Ideogram's and OpenAI's wires ---
+    wire_sync_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long an Ideogram (`/v1/ideogram-v3/remix`, `-v4`) or OpenAI "
+        "(`/v1/images/edits`) call waits for its job before answering 504 (the job goes on). "
+        "Their clients wait minutes, and one call may ask for 8 images.",
+    )
 
     @property
     def dev_key_path(self) -> Path:

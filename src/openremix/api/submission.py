@@ -166,10 +166,14 @@ async def _wait_terminal(state: AppState, request_id: str, deadline: float) -> J
         delay = min(delay * 1.5, 0.05)
 
 
-async def wait_finished(request: Request, state: AppState, job: Job, started: float) -> Job:
-    """The job once COMPLETED or FAILED; 504 past `OPENREMIX_SYNC_TIMEOUT_SECONDS` from
-    `started` (the job goes on, pollable by its id), 404 if it vanished meanwhile."""
-    deadline = started + state.settings.sync_timeout_seconds
+async def wait_finished(
+    request: Request, state: AppState, job: Job, started: float, timeout: float | None = None
+) -> Job:
+    """The job once COMPLETED or FAILED; 504 past `timeout` seconds from `started` (default
+    `OPENREMIX_SYNC_TIMEOUT_SECONDS`; the job goes on, pollable by its id), 404 if it
+    vanished meanwhile."""
+    timeout = state.settings.sync_timeout_seconds if timeout is None else timeout
+    deadline = started + timeout
     done = await _wait_terminal(state, job.request_id, deadline)
     headers = {"x-request-id": job.request_id}
     if done is None:
@@ -177,7 +181,7 @@ async def wait_finished(request: Request, state: AppState, job: Job, started: fl
     if not done.state.terminal:
         raise ApiError(
             504,
-            f"The remix did not finish within {state.settings.sync_timeout_seconds:g} s; "
+            f"The remix did not finish within {timeout:g} s; "
             f"it goes on: poll {state.urls(request).response(job.request_id)}",
             headers=headers,
         )

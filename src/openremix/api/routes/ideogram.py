@@ -76,7 +76,8 @@ async def _remix(request: Request, version: ideogram.IdeogramVersion) -> JSONRes
     remix, num_images = ideogram.parse_ideogram_remix(form, version)
     job = await enqueue_remix(request, state, key, MODEL_SLUG,
                               Submission(remix, [], num_images=num_images))
-    done = await wait_finished(request, state, job, started)
+    done = await wait_finished(request, state, job, started,
+                               state.settings.wire_sync_timeout_seconds)
     headers = {"x-request-id": done.request_id}
     if done.state is JobState.FAILED:
         if (done.result or {}).get("is_image_safe") is False:

@@ -86,7 +86,8 @@ async def images_edit(request: Request) -> JSONResponse:
     job = await enqueue_remix(request, state, key, MODEL_SLUG,
                               Submission(edit.request, edit.warnings,
                                          num_images=edit.num_images))
-    done = await wait_finished(request, state, job, started)
+    done = await wait_finished(request, state, job, started,
+                               state.settings.wire_sync_timeout_seconds)
     headers = {"x-request-id": done.request_id}
     if done.state is JobState.FAILED:
         if (done.result or {}).get("is_image_safe") is False:
