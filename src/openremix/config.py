@@ -221,6 +221,14 @@ class Settings(BaseSettings):
         "make them (diffusers: its latents projected to a small JPEG); the event stream sends "
         "them to the job's owner. 0 turns previews off.",
     )
+    # --- Ideogram's and OpenAI's wires ---
+    wire_sync_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long an Ideogram (`/v1/ideogram-v3/remix`, `-v4`) or OpenAI "
+        "(`/v1/images/edits`) call waits for its job before answering 504 (the job goes on). "
+        "Their clients wait minutes, and one call may ask for 8 images.",
+    )
 
     @property
     def dev_key_path(self) -> Path:

@@ -20,10 +20,12 @@ INVALID_KEY = "Unauthorized. API key is invalid or may have expired"
 
 
 def presented_secret(request: Request) -> str | None:
-    """The key from `x-api-key`, or (extension) from `Authorization: Bearer <key>`."""
-    key = request.headers.get("x-api-key", "").strip()
-    if key:
-        return key
+    """The key from `x-api-key` (Segmind's header), `Api-Key` (Ideogram's), or
+    `Authorization: Bearer <key>` (OpenAI's; an extension on the other wires)."""
+    for header in ("x-api-key", "api-key"):
+        key = request.headers.get(header, "").strip()
+        if key:
+            return key
     auth = request.headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():

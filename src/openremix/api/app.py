@@ -18,6 +18,8 @@ from openremix.api.routes import (
     docs,
     events,
     health,
+    ideogram,
+    openai_images,
     outputs,
     playground,
     remix,
@@ -83,6 +85,9 @@ def create_app(
     app.state.openremix = state
     install_error_handlers(app)
     install_request_observer(app)
+    # The two-segment wire routes first: they must never be read as a `/v1/{slug}`.
+    app.include_router(ideogram.router)
+    app.include_router(openai_images.router)
     app.include_router(remix.router, responses=SUBMIT_ERRORS)
     for module in (requests, cancel, events, account):
         app.include_router(module.router, responses=READ_ERRORS)

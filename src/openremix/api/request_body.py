@@ -163,9 +163,64 @@ async def _read_multipart(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-async def _form_value(name: str, value: str | UploadFile) -> Any:
+async def read_wire_form(
+    request: Request,
+    limit: int,
+    *,
+    files: frozenset[str],
+    lists: frozenset[str],
+    json_fields: frozenset[str],
+) -> dict[str, Any]:
+    """A multipart form of a wire that takes files only (Ideogram's, OpenAI's) as a dict.
+
+    Fields in `files` must be file uploads (they become data URIs, checked like any inline
+    image); fields in `lists` collect every value given (repeated fields, or one JSON list);
+    text in `json_fields` is decoded as JSON where it parses (numbers, objects), else kept for
+    validation to name the rule. Anything but multipart/form-data answers 400.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise ApiError(400, "body: must be multipart/form-data (got "
+                            f"{content_type or 'no content type'})", field="body")
+    _refuse_declared_oversize(request, limit)
+    try:
+        form = await request.form(max_part_size=limit)
+    except ClientDisconnect:
+        raise _client_gone(request) from None
+    except Exception as exc:
+        raise ApiError(400, f"body: is not valid multipart/form-data ({exc})",
+                       field="body") from None
+    body: dict[str, Any] = {}
+    try:
+        for raw_name in form:
+            name = raw_name[:-2] if raw_name.endswith("[]") else raw_name
+            values: list[Any] = []
+            for value in form.getlist(raw_name):
+                if name in files and not isinstance(value, UploadFile):
+                    raise ApiError(400, f"{name}: must be a file upload (JPEG, PNG or WebP)",
+                                   field=name)
+                if isinstance(value, UploadFile) and name not in files:
+                    raise ApiError(400, f"{name}: must be a text field, not a file", field=name)
+                decoded = await _form_value(name, value, json_fields, files)
+                values.extend(decoded if isinstance(decoded, list) and name in lists
+                              else [decoded])
+            if name in lists:
+                body.setdefault(name, []).extend(values)
+            else:
+                body[name] = values[-1]
+    finally:
+        await form.close()
+    return body
+
+
+async def _form_value(
+    name: str,
+    value: str | UploadFile,
+    json_fields: frozenset[str] = _JSON_FORM_FIELDS,
+    file_fields: frozenset[str] = _FILE_FIELDS,
+) -> Any:
     if isinstance(value, UploadFile):
-        if name not in _FILE_FIELDS:
+        if name not in file_fields:
             raise ApiError(400, f"{name}: a file is only accepted for image or "
                                 "style_reference_images")
         data = await value.read()
@@ -173,7 +228,7 @@ async def _form_value(name: str, value: str | UploadFile) -> Any:
         if not mime.startswith("image/"):
             mime = "image/png"  # decoding checks the real format later
         return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    if name in _JSON_FORM_FIELDS:
+    if name in json_fields:
         try:
             return _load_json(value)
         except _TooDeep:

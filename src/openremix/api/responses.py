@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from openremix.jobs.model import Job, JobState
+from openremix.jobs.params import result_images
 from openremix.jobs.status_body import failed_body, job_metrics, terminal_status_body
 
 __all__ = ["Urls", "failed_body", "result_body", "status_body", "submit_body"]
@@ -66,10 +67,13 @@ def status_body(job: Job, urls: Urls, queue_position: int | None = None) -> dict
     }
 
 
-def output_file_name(job: Job) -> str:
-    key = (job.result or {}).get("output_key", "")
+def output_file_name(job: Job, index: int = 0) -> str:
+    """`<request_id>.<ext>` for a job's first image, `<request_id>-<n>.<ext>` for the others."""
+    stored = [i for i in result_images(job.result) if i.get("output_key")]
+    key = stored[index]["output_key"] if index < len(stored) else ""
     extension = key.rsplit(".", 1)[-1] if "." in key else "jpg"
-    return f"{job.request_id}.{extension}"
+    suffix = f"-{index + 1}" if index else ""
+    return f"{job.request_id}{suffix}.{extension}"
 
 
 def result_body(job: Job, urls: Urls, queue_position: int | None = None) -> dict[str, Any]:
@@ -88,11 +92,14 @@ def result_body(job: Job, urls: Urls, queue_position: int | None = None) -> dict
         "output": url,
         "images": [
             {
-                "url": url,
-                "content_type": result.get("content_type", "image/jpeg"),
-                "file_name": output_file_name(job),
-                "file_size": result.get("file_size", 0),
+                "url": urls.output(image["output_key"]),
+                "content_type": image.get("content_type", "image/jpeg"),
+                "file_name": output_file_name(job, i),
+                "file_size": image.get("file_size", 0),
             }
+            for i, image in enumerate(
+                image for image in result_images(result) if image.get("output_key")
+            )
         ],
         "seed": result.get("seed"),
         "prompt": result.get("prompt"),

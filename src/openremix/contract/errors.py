@@ -23,6 +23,16 @@ class InvalidRequest(OpenRemixError):
         self.field = field
         self.rule = rule
 
+    def renamed(self, names: dict[str, str]) -> InvalidRequest:
+        """The same error under a wire's own name for the field (`prompt` -> `text_prompt`);
+        the first part of a dotted or indexed field is what is renamed."""
+        head = self.field
+        for mark in (".", "["):
+            head = head.split(mark, 1)[0]
+        if head not in names:
+            return self
+        return InvalidRequest(names[head] + self.field[len(head):], self.rule)
+
 
 class InputImageError(OpenRemixError):
     """An input image could not be read, fetched or decoded (400 at submit, FAILED in a worker)."""

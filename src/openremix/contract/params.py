@@ -48,6 +48,23 @@ ASPECT_RATIOS: dict[str, str] = {
 
 DEFAULT_RESOLUTION = "1024x1024"
 
+RESOLUTIONS_2K: tuple[str, ...] = (
+    "2048x2048", "1440x2880", "2880x1440", "1664x2496", "2496x1664", "1792x2240", "2240x1792",
+    "1440x2560", "2560x1440", "1600x2560", "2560x1600", "1728x2304", "2304x1728", "1296x3168",
+    "3168x1296", "1152x2944", "2944x1152", "1248x3328", "3328x1248", "1280x3072", "3072x1280",
+    "1024x3072", "3072x1024",
+)  # fmt: skip
+"""The 2K output sizes of Ideogram 4.0 (`/v1/ideogram-v4/remix`), "WxH"."""
+DEFAULT_RESOLUTION_2K = "2048x2048"
+
+ALL_RESOLUTIONS: frozenset[str] = frozenset(RESOLUTIONS) | frozenset(RESOLUTIONS_2K)
+"""Every size a stored job may carry (each wire validated its own list at submit)."""
+
+NUM_IMAGES_MIN = 1
+NUM_IMAGES_MAX = 8
+"""How many images one request may ask for (`num_images` on Ideogram's wire, `n` on OpenAI's);
+they get the seeds `seed, seed + 1, ...`. Segmind's wire has no such field."""
+
 RENDERING_SPEEDS: tuple[str, ...] = ("TURBO", "DEFAULT", "QUALITY", "FLASH", "BALANCED")
 SPEED_ALIASES: dict[str, str] = {"FLASH": "TURBO", "BALANCED": "DEFAULT"}
 """Ideogram 3's newer speed names and the classic speed each one means; engines plan only the

@@ -139,12 +139,15 @@ class RemixRequest(BaseModel):
 
     @field_validator("resolution", mode="before")
     @classmethod
-    def _check_resolution(cls, value: Any) -> str:
+    def _check_resolution(cls, value: Any, info: ValidationInfo) -> str:
+        # A wire with other sizes (Ideogram 4.0's 2K list) passes them as the context.
+        allowed = (info.context or {}).get("resolutions", _RESOLUTION_SET)
         key = value.strip().lower() if isinstance(value, str) else None
-        if key not in _RESOLUTION_SET:
+        if key not in allowed:
+            example = "1024x1024" if "1024x1024" in allowed else sorted(allowed)[0]
             raise fail(
-                f"must be one of the {len(params.RESOLUTIONS)} supported resolutions such as "
-                f"1024x1024 (got {got(value)})"
+                f"must be one of the {len(allowed)} supported resolutions such as "
+                f"{example} (got {got(value)})"
             )
         return key
 
@@ -230,9 +233,12 @@ class RemixRequest(BaseModel):
         return self
 
 
-def parse_remix_request(body: Any) -> tuple[RemixRequest, list[str]]:
+def parse_remix_request(
+    body: Any, resolutions: frozenset[str] | None = None
+) -> tuple[RemixRequest, list[str]]:
     """Validate a decoded JSON body. Returns the request and warnings (unknown keys ignored).
 
+    `resolutions` replaces the 69 sizes of Ideogram 3.0 for a wire that has others.
     Raises `InvalidRequest(field, rule)` for the first broken rule; a pydantic
     `ValidationError` never escapes.
     """
@@ -245,7 +251,8 @@ def parse_remix_request(body: Any) -> tuple[RemixRequest, list[str]]:
     if "aspect_ratio" in given and "resolution" in given:
         raise InvalidRequest("aspect_ratio", "cannot be combined with resolution; give one of them")
     try:
-        request = RemixRequest.model_validate(given)
+        context = None if resolutions is None else {"resolutions": resolutions}
+        request = RemixRequest.model_validate(given, context=context)
     except ValidationError as exc:
         raise invalid_request_from(exc) from None
     return request, warnings

@@ -80,6 +80,25 @@ def int_in_range(value: Any, low: int, high: int) -> int:
     return number
 
 
+def parse_num_images(value: Any, field: str = "num_images") -> int:
+    """How many images a request asks for (absent -> 1); `field` is the wire's name for it.
+
+    Raises `InvalidRequest` naming `field` and the range.
+    """
+    if is_absent(value):
+        return 1
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())  # a form field arrives as text
+    rule = f"must be an integer from {params.NUM_IMAGES_MIN} to {params.NUM_IMAGES_MAX}"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(field, f"{rule} (got {got(value)})")
+    if not params.NUM_IMAGES_MIN <= value <= params.NUM_IMAGES_MAX:
+        raise InvalidRequest(field, f"{rule} (got {value})")
+    return value
+
+
 def choice(value: Any, choices: tuple[str, ...], upper: bool = True) -> str:
     """`value` matched case-insensitively against `choices`."""
     key = value.strip() if isinstance(value, str) else None

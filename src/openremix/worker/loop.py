@@ -47,7 +47,8 @@ class _Running:
     params: RemixRequest
     warnings: list[str]
     lost: threading.Event = field(default_factory=threading.Event)
-    engine_input: EngineInput | None = None
+    engine_inputs: list[EngineInput] = field(default_factory=list)
+    """One per image the job makes (`num_images`), with the seeds `seed, seed + 1, ...`."""
 
 
 class Worker:
@@ -211,7 +212,10 @@ class Worker:
             item = _Running(job, params, unpacked.warnings)
             image = self.loader.load(params.image, "image")
             style_images = self.loader.load_references(params.style_reference_images)
-            item.engine_input = EngineInput(job.request_id, params, image, style_images)
+            item.engine_inputs = [
+                EngineInput(job.request_id, one, image, style_images)
+                for one in unpacked.image_requests()
+            ]
             return item
         except InputImageError as exc:
             self._fail(job.request_id, str(exc))
@@ -246,18 +250,19 @@ class Worker:
             if all(item.lost.is_set() for item in group):
                 raise JobCancelled(group[0].job.request_id)
 
-        previews = PreviewPublisher(self.storage, [item.job.request_id for item in group],
+        metrics.batch_size.observe(len(group))
+        # Every image of every job in one call: a job of N images is N inputs of the batch.
+        inputs = [one for item in group for one in item.engine_inputs]
+        owners = [item for item in group for _ in item.engine_inputs]
+        previews = PreviewPublisher(self.storage, [owner.job.request_id for owner in owners],
                                     self.preview_seconds,
-                                    wanted=lambda index: not group[index].lost.is_set())
+                                    wanted=lambda index: not owners[index].lost.is_set())
         extra: dict[str, Any] = {}
         if previews.enabled and getattr(self.engine, "supports_previews", False):
             extra["on_preview"] = previews  # engine.base.PreviewCallback
-
-        metrics.batch_size.observe(len(group))
         try:
             try:
-                outputs = self.engine.remix([item.engine_input for item in group], on_step,
-                                            **extra)
+                outputs = self.engine.remix(inputs, on_step, **extra)
             finally:
                 previews.clear()  # before the jobs finish: a finished job has no preview left
         except JobTimedOut:
@@ -276,9 +281,16 @@ class Worker:
             return
         # Each job in a batch is charged the batch's time: that is what it waited for.
         inference_time = time.perf_counter() - started
-        for item, output in zip(group, outputs, strict=True):
+        if len(outputs) != len(inputs):
+            self._fail_group(group, "internal error: the engine returned "
+                                    f"{len(outputs)} images for {len(inputs)} inputs")
+            return
+        start = 0
+        for item in group:
+            own = outputs[start:start + len(item.engine_inputs)]
+            start += len(item.engine_inputs)
             try:
-                self._finish(item, output, inference_time)
+                self._finish(item, own, inference_time)
             except Exception:
                 request_id = item.job.request_id
                 log.exception("could not store the result", extra={"request_id": request_id})
@@ -300,31 +312,39 @@ class Worker:
             log.exception("could not mark the job FAILED (%s); its lease will lapse", error,
                           extra={"request_id": request_id})
 
-    def _finish(self, item: _Running, output: EngineOutput, inference_time: float) -> None:
+    def _finish(self, item: _Running, outputs: list[EngineOutput], inference_time: float) -> None:
+        """Store the job's safe images and finish it: COMPLETED with at least one image, else
+        FAILED (and refunded) with the first image's error. A blocked image (`image` None) is
+        listed in `images` without a key: nothing unsafe is ever stored."""
         job, params = item.job, item.params
+        first = outputs[0]
         result: dict[str, Any] = {
-            "seed": output.seed,
-            "prompt": output.prompt,
+            "seed": first.seed,
+            "prompt": first.prompt,
             "resolution": params.resolution,
             "style_type": params.style_type,
-            "is_image_safe": output.is_image_safe,
+            "is_image_safe": first.is_image_safe,
             "inference_time": round(inference_time, 4),
-            "warnings": [*item.warnings, *output.warnings],
+            "warnings": [*item.warnings, *first.warnings],
             "engine": self.engine.name,
-            "details": output.details,
+            "details": first.details,
         }
-        if output.image is None:
-            self._fail(job.request_id, output.error or "the engine produced no image", result)
-            metrics.jobs_finished.labels("blocked" if not output.is_image_safe else "failed").inc()
+        images = [self._store_image(output, params.output_format) for output in outputs]
+        if len(outputs) > 1:
+            result["images"] = images
+        stored = [image for image in images if image.get("output_key")]
+        if not stored:
+            self._fail(job.request_id, first.error or "the engine produced no image", result)
+            metrics.jobs_finished.labels("blocked" if not first.is_image_safe else "failed").inc()
             return
-        data, content_type = encode_image(output.image, params.output_format)
-        extension = "jpg" if params.output_format == "jpeg" else params.output_format
-        key = new_output_key(extension, data)  # the key carries the checksum
-        self.storage.put(key, data, content_type)
-        result.update(output_key=key, content_type=content_type, file_size=len(data))
+        # The single-image fields Segmind's wire reads: those of the first stored image.
+        lead = stored[0]
+        result.update({key: lead[key] for key in ("seed", "prompt", "is_image_safe",
+                                                   "output_key", "content_type", "file_size")})
         if not self.store.complete(job.request_id, self.worker_id, result):
-            # The lease was lost meanwhile: another worker owns the job now; drop our copy.
-            self.storage.delete(key)
+            # The lease was lost meanwhile: another worker owns the job now; drop our copies.
+            for image in stored:
+                self.storage.delete(image["output_key"])
             log.warning("finished a job whose lease was lost", extra={"request_id": job.request_id})
             return
         metrics.jobs_finished.labels("completed").inc()
@@ -332,6 +352,20 @@ class Worker:
         if job.started_at is not None:
             metrics.job_phase_seconds.labels("queue").observe(job.started_at - job.created_at)
         metrics.job_phase_seconds.labels("total").observe(time.time() - job.created_at)
+
+    def _store_image(self, output: EngineOutput, output_format: str) -> dict[str, Any]:
+        """One image of a job's result; stored (with its key) only when there is an image."""
+        image: dict[str, Any] = {"seed": output.seed, "prompt": output.prompt,
+                                 "is_image_safe": output.is_image_safe}
+        if output.image is None:
+            image["error"] = output.error or "the engine produced no image"
+            return image
+        data, content_type = encode_image(output.image, output_format)
+        extension = "jpg" if output_format == "jpeg" else output_format
+        key = new_output_key(extension, data)  # the key carries the checksum
+        self.storage.put(key, data, content_type)
+        image.update(output_key=key, content_type=content_type, file_size=len(data))
+        return image
 
     def _heartbeat(self, running: list[_Running], done: threading.Event) -> None:
         interval = max(0.05, self.lease_seconds / 3)

@@ -27,8 +27,9 @@ class PreviewPublisher:
     def __init__(self, storage: BlobStorage, request_ids: Sequence[str], interval: float,
                  wanted: Callable[[int], bool] = lambda index: True,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        """`request_ids` in batch order; `interval` seconds between previews (0: none);
-        `wanted(index)` is False for a job that is no longer ours (cancelled, lease lost)."""
+        """`request_ids` in batch order (a job of several images once per image); `interval`
+        seconds between previews (0: none); `wanted(index)` is False for a job that is no
+        longer ours (cancelled, lease lost)."""
         self.storage = storage
         self.request_ids = list(request_ids)
         self.interval = interval
@@ -47,10 +48,14 @@ class PreviewPublisher:
 
     def __call__(self, step: int, total: int, images: Mapping[int, Image.Image]) -> None:
         self._last = self.clock()
-        for index, image in images.items():
+        shown: set[str] = set()
+        for index, image in sorted(images.items()):
             if not 0 <= index < len(self.request_ids):
                 continue
             request_id = self.request_ids[index]
+            if request_id in shown:  # a job of several images shows its first one's
+                continue
+            shown.add(request_id)
             key = preview_key(request_id)
             if not self.wanted(index):  # cancelled meanwhile: its preview goes now
                 if key in self._stored:

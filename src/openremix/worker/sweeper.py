@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from openremix.jobs.params import result_output_keys
 from openremix.jobs.store import JobStore
 from openremix.media.storage import BlobStorage
 
@@ -28,8 +29,7 @@ class Sweeper:
         if requeued:
             log.warning("re-queued or failed %d job(s) whose worker lost its lease", requeued)
         for result in self.store.expire():
-            key = result.get("output_key")
-            if key:
+            for key in result_output_keys(result):
                 self.storage.delete(key)
 
     def maybe_sweep(self) -> None:
