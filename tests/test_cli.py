@@ -316,3 +316,17 @@ def test_remix_sends_magic_prompt_style_codes_and_reference_images(server, tmp_p
                            *common)
     assert referenced.returncode == 0, referenced.stderr
     assert json.loads(referenced.stdout)["details"]["style_source"] == "style_reference_images"
+
+
+@pytest.mark.parametrize(("name", "value"), [("OPENREMIX_MAX_SIDE", "abc"),
+                                             ("OPENREMIX_DTYPE", "float8"),
+                                             ("OPENREMIX_PORT", "-1")])
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, name: str, value: str):
+    """A typo in an environment variable is the operator's most common mistake: the command
+    says which variable and why, exit 2, before anything starts (an unknown dtype used to
+    pass until the model loaded)."""
+    for command in (["serve", "--data-dir", str(tmp_path)], ["keys", "list"]):
+        done = openremix(*command, env={name: value, "OPENREMIX_DATA_DIR": str(tmp_path)})
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[0].startswith(f"error: {name}='{value}': ")

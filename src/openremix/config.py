@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,7 +39,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENREMIX_", extra="ignore")
 
     host: str = Field("127.0.0.1", description="Address the API binds to.")
-    port: int = Field(8000, description="Port the API listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the API listens on.")
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Folder for the SQLite database, stored outputs, the development API key "
@@ -123,7 +124,7 @@ class Settings(BaseSettings):
         description="Diffusers engine device: cuda (or cuda:N), mps or cpu (empty: the best "
         "available).",
     )
-    dtype: str = Field(
+    dtype: Literal["", "auto", "float16", "fp16", "bfloat16", "bf16", "float32", "fp32"] = Field(
         "",
         description="Diffusers engine dtype: float16, bfloat16 or float32 (empty: bfloat16 "
         "or float16 on a GPU, float32 on a CPU).",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from openremix import __version__
@@ -52,7 +53,13 @@ def settings_for(host: str | None = None, port: int | None = None,
         overrides["port"] = port
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # a bad OPENREMIX_* value: say which, not a traceback
+        for error in exc.errors():
+            name = "OPENREMIX_" + "_".join(str(part) for part in error["loc"]).upper()
+            console.print(f"error: {name}={error.get('input')!r}: {error['msg']}")
+        raise typer.Exit(2) from None
 
 
 def _start(run: Any, *args: Any) -> None:
