@@ -306,3 +306,54 @@ def test_a_model_that_fails_to_load_refuses_submits_instead_of_queueing_them(sta
 def _job_count(data_dir: Path) -> int:
     with sqlite3.connect(data_dir / "openremix.db") as conn:
         return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+
+def test_sigterm_on_an_api_replica_ends_streams_and_sync_waits_cleanly_and_fast(
+        start_process, tmp_path, astronaut_uri):
+    """A rolling restart of API replicas: an open event stream ends (the client resumes
+    elsewhere with Last-Event-ID), a sync call still waiting answers 503 with its poll URL and
+    Retry-After, the queued job stays queued, and the process exits 0 well before uvicorn's
+    10 s of graceful shutdown would have cut them off."""
+    import threading
+
+    data_dir = tmp_path / "replica"
+    api = start_process("api", data_dir=data_dir)  # no worker: jobs stay queued
+    queued = submit(api.base_url, astronaut_uri, 1)
+    outcome: dict[str, object] = {}
+
+    def stream() -> None:
+        with httpx.stream("GET", f"{api.base_url}/v2/requests/{queued}/events",
+                          headers=HEADERS, timeout=30) as answer:
+            outcome["events"] = "".join(answer.iter_text())
+
+    def sync_call() -> None:
+        outcome["sync"] = httpx.post(f"{api.base_url}/v1/{MODEL}", headers=HEADERS, timeout=30,
+                                     json={"image": astronaut_uri, "prompt": "ink", "seed": 2})
+
+    threads = [threading.Thread(target=stream), threading.Thread(target=sync_call)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while _count_jobs(data_dir) < 2:  # the sync call's job is queued: it is waiting now
+        assert time.monotonic() < deadline, api.log()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    started = time.monotonic()
+    api.proc.send_signal(signal.SIGTERM)
+    assert api.proc.wait(30) == 0, api.log()
+    took = time.monotonic() - started
+    for thread in threads:
+        thread.join(10)
+    assert took < 8, f"shutdown took {took:.1f} s"
+    assert "event: queued" in str(outcome["events"]) and "retry: 1000" in str(outcome["events"])
+    answer = outcome["sync"]
+    assert isinstance(answer, httpx.Response) and answer.status_code == 503, answer
+    assert answer.headers["retry-after"] == "1"
+    assert "shutting down" in answer.json()["error"]
+    assert answer.headers["x-request-id"] in answer.json()["error"]  # the poll URL names it
+    assert _job_row(data_dir, queued) == ("QUEUED", 0)
+
+
+def _count_jobs(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "openremix.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]

@@ -154,13 +154,18 @@ async def enqueue_remix(
     return job
 
 
+DRAIN_WAIT_SECONDS = 3.0
+"""How long a sync call still waits for its job once the process begins to shut down (less
+than the server's 10 s of graceful shutdown), before it answers 503 with its poll URL."""
+
+
 async def _wait_terminal(state: AppState, request_id: str, deadline: float) -> Job | None:
     delay = 0.02
     while True:
         job = await run_in_threadpool(state.store.get, request_id)
         if job is None or job.state.terminal:
             return job
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or state.drained(DRAIN_WAIT_SECONDS):
             return job
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.05)
@@ -178,6 +183,13 @@ async def wait_finished(
     headers = {"x-request-id": job.request_id}
     if done is None:
         raise ApiError(404, f"Request {job.request_id} not found", headers=headers)
+    if not done.state.terminal and state.drained(DRAIN_WAIT_SECONDS):
+        raise ApiError(
+            503,
+            "The server is shutting down; the remix goes on: "
+            f"poll {state.urls(request).response(job.request_id)}",
+            headers={**headers, "Retry-After": "1"},
+        )
     if not done.state.terminal:
         raise ApiError(
             504,

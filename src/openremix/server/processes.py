@@ -128,6 +128,7 @@ def run_http(settings: Settings, listener: socket.socket, store: JobStore,
     import uvicorn
 
     from openremix.api.app import create_app
+    from openremix.server.draining import DrainingServer
     from openremix.server.read_deadline import read_deadline_protocol
 
     api = create_app(settings, store, storage, on_enqueue=on_enqueue, readiness=readiness,
@@ -136,7 +137,7 @@ def run_http(settings: Settings, listener: socket.socket, store: JobStore,
                             timeout_graceful_shutdown=10,
                             # slow clients are cut off: see `read_deadline`
                             http=read_deadline_protocol(settings.request_read_timeout_seconds))
-    uvicorn.Server(config).run(sockets=[listener])
+    DrainingServer(config, api.state.openremix).run(sockets=[listener])
 
 
 def _build_workers(settings: Settings, store: JobStore, storage: BlobStorage,

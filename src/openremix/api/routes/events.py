@@ -142,6 +142,9 @@ async def request_events(request_id: str, request: Request) -> StreamingResponse
                     yield _sse("preview", None, preview)
             if await request.is_disconnected():
                 return
+            if state.drained():  # shutting down: the client resumes elsewhere (Last-Event-ID)
+                yield "retry: 1000\n\n"
+                return
             await asyncio.sleep(POLL_SECONDS)
             current = await run_in_threadpool(state.store.get, request_id)
 
