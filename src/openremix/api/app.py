@@ -76,7 +76,8 @@ def create_app(
     app = FastAPI(
         title="openremix",
         version=__version__,
-        description="Self-hosted image remix API, wire-compatible with Ideogram 3 Remix.",
+        description="Self-hosted image remix API: Segmind's Ideogram 3 Remix wire, Ideogram's own "
+        "remix API (3.0 and 4.0) and the OpenAI images edit API, on one queue.",
         lifespan=lifespan,
         redirect_slashes=False,
         docs_url=None,  # served from local files by routes.docs

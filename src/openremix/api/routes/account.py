@@ -9,7 +9,7 @@ from openremix.api.access import authenticate
 from openremix.api.openapi import CREDITS_RESPONSES
 from openremix.api.state import app_state
 
-router = APIRouter()
+router = APIRouter(tags=["account"])
 
 
 @router.get("/v1/get-user-credits", responses=CREDITS_RESPONSES,

@@ -13,7 +13,7 @@ from openremix.api.responses import status_body
 from openremix.api.routes.requests import owned_job
 from openremix.jobs.model import JobState
 
-router = APIRouter()
+router = APIRouter(tags=["requests"])
 
 CANCELLED = "cancelled"
 

@@ -29,7 +29,7 @@ from openremix.api.state import AppState
 from openremix.jobs.model import Job, JobState
 from openremix.media.previews import preview_key, preview_step
 
-router = APIRouter()
+router = APIRouter(tags=["requests"])
 
 KEEPALIVE_SECONDS = 15.0
 POLL_SECONDS = 0.1

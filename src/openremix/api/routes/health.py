@@ -14,7 +14,7 @@ from openremix.api.openapi import HEALTH_RESPONSES, READY_RESPONSES
 from openremix.api.state import app_state
 
 log = logging.getLogger("openremix.api")
-router = APIRouter()
+router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", responses=HEALTH_RESPONSES, summary="Liveness")

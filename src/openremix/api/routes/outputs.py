@@ -15,7 +15,7 @@ from openremix.api.openapi import OUTPUT_RESPONSES
 from openremix.api.state import app_state
 from openremix.media.storage import read_verified, validate_key
 
-router = APIRouter()
+router = APIRouter(tags=["outputs"])
 
 _CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
                   "webp": "image/webp"}

@@ -23,7 +23,7 @@ from openremix.jobs.model import ApiKey, Job, JobState
 from openremix.media.storage import read_verified
 from openremix.webhooks.request_fields import parse_webhook_fields
 
-router = APIRouter()
+router = APIRouter(tags=["segmind"])
 
 
 async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:

@@ -16,7 +16,7 @@ from openremix.api.state import AppState, app_state
 from openremix.jobs.model import Job, JobState
 from openremix.jobs.params import queue_timeout_error
 
-router = APIRouter()
+router = APIRouter(tags=["requests"])
 
 async def owned_job(request: Request, request_id: str) -> tuple[AppState, Job, int | None]:
     """The caller's job and its queue position; another key's job is reported as not found."""
