@@ -95,10 +95,21 @@ class JobStore(Protocol):
         ...
 
     def claim_next(self, worker_id: str, lease_seconds: float) -> Job | None:
-        """Atomically take the next QUEUED job (highest priority, then oldest) for `worker_id`.
+        """`claim_batch` with a limit of one: the next job, or None."""
+        ...
 
-        Sets PROCESSING, `lease_owner`, `lease_expires_at = now + lease_seconds`, `attempts += 1`,
-        `started_at` (first claim only). Two callers never get the same job.
+    def claim_batch(self, worker_id: str, lease_seconds: float, limit: int) -> list[Job]:
+        """Atomically take up to `limit` QUEUED jobs for `worker_id`, in one round trip.
+
+        Each becomes PROCESSING with `lease_owner`, `lease_expires_at = now + lease_seconds`,
+        `attempts += 1` and `started_at` (first claim only). Two callers never get the same job.
+
+        The order is fair across API keys: higher priority first; within a priority, the job
+        whose key has the fewest jobs ahead of it, counting the key's PROCESSING jobs and its
+        QUEUED jobs before this one (its *slot*); then the oldest. So a key with 1,000 queued
+        jobs takes turns with a key that queues one, instead of running all of its jobs first.
+        With the store's `max_running_per_key` (> 0), a key never has more PROCESSING jobs than
+        that: its other jobs wait while others' run. Returned in that order.
         """
         ...
 
@@ -112,6 +123,12 @@ class JobStore(Protocol):
 
     def complete(self, request_id: str, worker_id: str, result: dict[str, Any]) -> bool:
         """PROCESSING -> COMPLETED with `result`, only if `worker_id` still holds the lease."""
+        ...
+
+    def complete_many(self, worker_id: str, results: dict[str, dict[str, Any]]) -> set[str]:
+        """`complete` for several jobs at once (`results`: request_id -> result): one round trip
+        for the jobs that have no webhook. Returns the ids that became COMPLETED; each job is
+        guarded on its own (the others still complete when one's lease was lost)."""
         ...
 
     def fail(
@@ -177,10 +194,20 @@ class JobStore(Protocol):
 
     # --- API keys and credits ----------------------------------------------------------------
     def create_api_key(
-        self, name: str, credits: float, free_credits: float = 0.0, secret: str | None = None
+        self,
+        name: str,
+        credits: float,
+        free_credits: float = 0.0,
+        secret: str | None = None,
+        scopes: tuple[str, ...] | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the secret (shown once). A given `secret` is
-        used as is (for keys from configuration); creating an existing secret returns it."""
+        used as is (for keys from configuration); creating an existing secret returns it.
+        `scopes` limit the wires and models it may call (`accounts.scope_denial`)."""
+        ...
+
+    def set_api_key_scopes(self, key_id: str, scopes: tuple[str, ...] | None) -> ApiKey:
+        """Replace a key's scopes (None: everything). Raises `UnknownApiKey`."""
         ...
 
     def find_api_key(self, secret: str) -> ApiKey | None:
