@@ -35,7 +35,9 @@ CREATE UNLOGGED TABLE job_waiters (
     since   double precision NOT NULL
 );
 
--- Wake up to `n` registered idle workers, oldest registration first, each on its own channel.
+-- Wake up to `n` registered idle workers, each on its own channel: the newest registrations
+-- first, so that one a dead process left behind (it costs the wake-up it takes) sinks to the
+-- bottom while live workers keep registering anew.
 -- The shared WAKE_LOCK (many enqueues hold it at once) is held until the enqueue commits, so a
 -- registration (which takes it exclusively) waits for enqueues already past this point.
 CREATE FUNCTION openremix_wake_waiters(n integer) RETURNS void LANGUAGE plpgsql AS $$
@@ -44,7 +46,8 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock_shared({WAKE_LOCK:d});
     FOR w IN DELETE FROM job_waiters WHERE waiter IN (
-                 SELECT waiter FROM job_waiters ORDER BY since LIMIT n FOR UPDATE SKIP LOCKED)
+                 SELECT waiter FROM job_waiters ORDER BY since DESC LIMIT n
+                 FOR UPDATE SKIP LOCKED)
              RETURNING channel, waiter LOOP
         PERFORM pg_notify(w.channel, w.waiter);
     END LOOP;
