@@ -171,6 +171,14 @@ class Settings(BaseSettings):
         "most 10 min), until 1 h after the first attempt.",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    # --- the queue at scale (issue 15) ---
+    max_running_per_key: int = Field(
+        0,
+        ge=0,
+        description="Most jobs one API key may have running at once, so that one key cannot "
+        "take every worker (claims are fair across keys either way); 0: no cap. Under a cap, "
+        "PostgreSQL claims run one at a time.",
+    )
 
     @property
     def dev_key_path(self) -> Path:

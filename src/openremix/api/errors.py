@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openremix import metrics
 from openremix.contract.errors import InputImageError, InvalidRequest
+from openremix.jobs.accounts import ScopeDenied
 from openremix.jobs.store import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -73,6 +74,8 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, (InvalidRequest, InputImageError)):
         return ApiError(400, exc.message)
+    if isinstance(exc, ScopeDenied):
+        return ApiError(403, str(exc))
     if isinstance(exc, InsufficientCredits):
         return ApiError(406, str(exc))
     if isinstance(exc, IdempotencyConflict):
@@ -126,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "Internal server error", request_id=_request_id(request))
 
     for cls in (ApiError, InvalidRequest, InputImageError, InsufficientCredits,
-                IdempotencyConflict, QueueFull, OutputUnreadable):
+                IdempotencyConflict, QueueFull, OutputUnreadable, ScopeDenied):
         app.add_exception_handler(cls, on_known)
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]

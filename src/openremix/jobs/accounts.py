@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
@@ -98,17 +99,25 @@ class ScopeDenied(Exception):
     """The key's scopes do not allow this call (answered 403)."""
 
 
+WIRES = ("segmind", "ideogram", "openai")
+"""The wire shapes a `wire:` scope may name: Segmind's `/v1|v2/{slug}`, Ideogram's
+`/v1/ideogram-v3/remix`..., OpenAI's `/v1/images/edits`."""
+_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
 def parse_scopes(entries: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Check and normalise scope strings (lower case, no blanks, no duplicates); raises
-    ValueError naming the bad one and the rule."""
+    """Check and normalise scope strings (lower case, no duplicates); raises ValueError naming
+    the bad one and the rule."""
     scopes: list[str] = []
     for entry in entries:
         kind, sep, name = entry.strip().lower().partition(":")
-        if not sep or kind not in SCOPE_KINDS or not name or any(c.isspace() for c in name):
+        if not sep or kind not in SCOPE_KINDS or not _SLUG.fullmatch(name):
             raise ValueError(
                 f"scope {entry!r}: must be wire:NAME or model:SLUG (e.g. wire:segmind, "
                 f"model:ideogram-3-remix)"
             )
+        if kind == "wire" and name not in WIRES:
+            raise ValueError(f"scope {entry!r}: the wire must be one of {', '.join(WIRES)}")
         if f"{kind}:{name}" not in scopes:
             scopes.append(f"{kind}:{name}")
     return tuple(scopes)

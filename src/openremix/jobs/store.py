@@ -243,3 +243,17 @@ class WaitsForWork(Protocol):
         caller then claims as usual and may find nothing (another worker was faster). A
         notification that arrived since this thread's previous call returns at once."""
         ...
+
+
+class SharesRateLimits(Protocol):
+    """An optional part of `JobStore`: stores shared by several API processes that keep the
+    rate-limit buckets (`jobs.rate_limit`), so that the processes enforce one limit together.
+
+    `PostgresJobStore` does; `SQLiteJobStore` does not (one machine: each API process keeps its
+    own buckets). Callers test for it: `getattr(store, "take_rate_token", None)`.
+    """
+
+    def take_rate_token(self, key_id: str, per_minute: int) -> float:
+        """Take a token of `key_id`'s bucket; 0.0 when taken, else the seconds until one is
+        there (nothing taken)."""
+        ...

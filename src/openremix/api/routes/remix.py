@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from openremix.api.access import authenticate
+from openremix.api.access import authenticate, require_scope
 from openremix.api.errors import ApiError
 from openremix.api.request_body import read_submit_body
 from openremix.api.responses import failed_body, submit_body
@@ -35,6 +35,8 @@ from openremix.webhooks.request_fields import parse_webhook_fields
 
 log = logging.getLogger("openremix.api")
 router = APIRouter()
+SEGMIND_WIRE = "segmind"
+"""The wire name of these routes in key scopes (`wire:segmind`)."""
 
 _REMIX_BODY_DOC = {
     "requestBody": {
@@ -106,7 +108,8 @@ async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
     key = await authenticate(request, state.store)
     if slug not in MODEL_SLUGS:
         raise ApiError(404, f"Model {slug} not found")
-    state.limiter.check(key.key_id)
+    require_scope(key, wire=SEGMIND_WIRE, model=slug)
+    await state.limiter.take(key.key_id)
     load_error = state.load_error()
     if load_error:
         raise ApiError(503, f"The model failed to load, so no remix can run: {load_error}",

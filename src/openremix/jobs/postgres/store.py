@@ -43,6 +43,7 @@ from openremix.jobs.model import Clock, Job, JobState, NewJob, system_clock
 from openremix.jobs.params import WEBHOOK_KEY
 from openremix.jobs.postgres.claim import CAPPED_CLAIM_LOCK, CLAIM_BATCH, claim_order
 from openremix.jobs.postgres.connection import Database, Listener, Wake
+from openremix.jobs.postgres.rate_limits import take_rate_token
 from openremix.jobs.postgres.schema import prepare
 from openremix.jobs.sql.base import Access
 from openremix.jobs.sql.dialect import Dialect
@@ -207,6 +208,13 @@ class PostgresJobStore(SQLJobStore):
             transaction=False,
         )
         return {row["request_id"] for row in rows}
+
+    # --- rate limits shared by the replicas ------------------------------------------------------
+    def take_rate_token(self, key_id: str, per_minute: int) -> float:
+        """Take one of the key's `per_minute` tokens from its bucket in the database; 0.0 when
+        taken, else the seconds until one is there. See `SharesRateLimits`."""
+        now = self._clock()
+        return self._db.run(lambda conn: take_rate_token(conn, key_id, per_minute, now))
 
     # --- waking idle workers ---------------------------------------------------------------------
     def wait_for_work(self, timeout: float) -> bool:
