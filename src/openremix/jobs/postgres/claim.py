@@ -33,7 +33,7 @@ WITH RECURSIVE keys AS (
     SELECT (SELECT j.api_key_id FROM jobs AS j WHERE j.state = '{QUEUED}'
             AND j.api_key_id > keys.api_key_id ORDER BY j.api_key_id LIMIT 1)
     FROM keys WHERE keys.api_key_id IS NOT NULL
-), load AS (
+), load AS MATERIALIZED (
     SELECT k.api_key_id,
            (SELECT count(*) FROM jobs AS r
              WHERE r.state = '{PROCESSING}' AND r.api_key_id = k.api_key_id) AS running
