@@ -38,11 +38,12 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
+from psycopg_pool import PoolTimeout
 
 from openremix.jobs.model import Clock, Job, JobState, NewJob, system_clock
 from openremix.jobs.params import WEBHOOK_KEY
 from openremix.jobs.postgres.claim import CAPPED_CLAIM_LOCK, CLAIM_BATCH, claim_order
-from openremix.jobs.postgres.connection import Database, Listener, Wake
+from openremix.jobs.postgres.connection import CONNECT_TIMEOUT, Database, Listener, Wake
 from openremix.jobs.postgres.rate_limits import take_rate_token
 from openremix.jobs.postgres.schema import prepare
 from openremix.jobs.sql.base import Access
@@ -232,11 +233,12 @@ class PostgresJobStore(SQLJobStore):
         wake = listener.take(waiter)
         if wake is None and not getattr(local, "registered", False):
             local.row = True
-            if self._db.run(
-                lambda conn: conn.execute(_REGISTER_WAITER,
-                                          (waiter, listener.channel, self._clock())).fetchone(),
-                transaction=False,
-            )["ready"]:
+            try:
+                ready = self._registered_or_ready(waiter)
+            except (psycopg.OperationalError, PoolTimeout):
+                # The server is away: wait as asked; the caller's next claim reports it.
+                return listener.wait(waiter, timeout) is not None
+            if ready:
                 local.row = False
                 return True
             local.registered = True
@@ -247,6 +249,13 @@ class PostgresJobStore(SQLJobStore):
             if wake is Wake.ADDRESSED:  # the enqueue that woke us took the registration
                 local.row = False
         return wake is not None
+
+    def _registered_or_ready(self, waiter: str) -> bool:
+        """Register this thread as idle; True (and not registered) when a job is claimable
+        already. One attempt: an idle wait is no reason to sit out a reconnect."""
+        channel, now = self._listener.channel, self._clock()
+        with self._db.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+            return bool(conn.execute(_REGISTER_WAITER, (waiter, channel, now)).fetchone()["ready"])
 
     def _leave_waiters(self) -> None:
         """Before claiming: remove this thread's registration, if an enqueue did not take it,
