@@ -267,6 +267,7 @@ def test_a_key_with_a_thousand_queued_jobs_does_not_starve_another_keys_job(
     clock.advance(1)
     single = enqueue(store, other)
     # behind 996 older jobs, yet the busy key has 4 running and this key none: it goes first
+    assert store.queue_position(single) == 0  # what its status says: next
     second = store.claim_batch("w", LEASE, 4)
     assert second[0].request_id == single
     assert [job.api_key_id for job in second[1:]] == [busy.key_id] * 3

@@ -164,7 +164,8 @@ class JobStore(Protocol):
         ...
 
     def queue_position(self, request_id: str) -> int | None:
-        """0-based count of QUEUED jobs that run before this one; None when not QUEUED."""
+        """0-based count of QUEUED jobs that run before this one (in `claim_batch`'s order);
+        None when not QUEUED."""
         ...
 
     # --- webhook outbox -----------------------------------------------------------------------
@@ -232,7 +233,8 @@ class JobStore(Protocol):
 class WaitsForWork(Protocol):
     """An optional part of `JobStore`: stores that can push "work arrived" implement it.
 
-    `PostgresJobStore` does (LISTEN/NOTIFY); `SQLiteJobStore` does not (the processes of one
+    `PostgresJobStore` does (LISTEN/NOTIFY, one idle worker woken per job made claimable);
+    `SQLiteJobStore` does not (the processes of one
     machine share no channel; its workers poll with backoff, and `openremix serve` wakes its
     in-process workers directly). Callers test for it: `getattr(store, "wait_for_work", None)`.
     """

@@ -1,6 +1,7 @@
 """The PostgreSQL claim: several jobs per round trip, fair across API keys, capped per key.
 
-One statement (the rule is `jobs.fairness`; SQLite runs the same rule in `sqlite.claim`):
+One statement (the rule: `JobStore.claim_batch`; SQLite's statement is in `sqlite.store`,
+and `SQLJobStore.queue_position` counts in the same order):
 
 1. `keys`: the API keys that have QUEUED jobs, found by a loose index scan of `jobs_key_queue`
    (one index probe per key, however many jobs each has queued);

@@ -294,17 +294,24 @@ class SQLJobStore(SQLApiKeys):
         return 0.0 if oldest is None else max(0.0, now - float(oldest))
 
     def queue_position(self, request_id: str) -> int | None:
-        """0-based count of QUEUED jobs claimed before this one; None when it is not QUEUED."""
+        """0-based count of QUEUED jobs claimed before this one, in `claim_batch`'s fair order
+        (priority, then slot, then age; a per-key cap is not foreseen); None when not QUEUED."""
         now = self._clock()
         order = self.dialect.insert_order
         row = self._row(
-            f"SELECT (SELECT COUNT(*) FROM jobs AS o WHERE o.state = '{QUEUED}'"
-            f"   AND o.expires_at > ? AND (o.priority > t.priority OR (o.priority = t.priority"
+            f"WITH running AS (SELECT api_key_id, COUNT(*) AS n FROM jobs"
+            f"   WHERE state = '{PROCESSING}' GROUP BY api_key_id),"
+            f" queued AS (SELECT j.request_id, j.priority, j.created_at, j.{order} AS ord,"
+            f"   COALESCE(r.n, 0) + ROW_NUMBER() OVER (PARTITION BY j.api_key_id"
+            f"     ORDER BY j.priority DESC, j.created_at, j.{order}) AS slot"
+            f"   FROM jobs AS j LEFT JOIN running AS r ON r.api_key_id = j.api_key_id"
+            f"   WHERE j.state = '{QUEUED}' AND j.expires_at > ?)"
+            f" SELECT (SELECT COUNT(*) FROM queued AS o WHERE o.priority > t.priority"
+            f"   OR (o.priority = t.priority AND (o.slot < t.slot OR (o.slot = t.slot"
             f"   AND (o.created_at < t.created_at"
-            f"   OR (o.created_at = t.created_at AND o.{order} < t.{order}))))) AS position"
-            f" FROM jobs AS t WHERE t.request_id = ? AND t.state = '{QUEUED}'"
-            f" AND t.expires_at > ?",
-            (now, request_id, now),
+            f"   OR (o.created_at = t.created_at AND o.ord < t.ord)))))) AS position"
+            f" FROM queued AS t WHERE t.request_id = ?",
+            (now, request_id),
         )
         return None if row is None else int(row["position"])
 
