@@ -71,6 +71,7 @@ def _drain_worker(ready: Any, go: Any, target: str, worker_id: str, done: Any, j
                   batch: int) -> None:
     """A worker process: claim and complete until all `jobs` are done (all workers together)."""
     store = open_store(target)
+    idle = getattr(store, "wait_for_work", None) or time.sleep  # as the worker loop waits
     ready.release()
     go.wait(WAIT)
     while done.value < jobs:
@@ -82,7 +83,7 @@ def _drain_worker(ready: Any, go: Any, target: str, worker_id: str, done: Any, j
             finished = len(store.complete_many(
                 worker_id, {job.request_id: RESULT for job in claimed}))
         if not finished:
-            time.sleep(0.001)  # the others are finishing the last jobs
+            idle(0.01)  # the others are finishing the last jobs
             continue
         with done.get_lock():
             done.value += finished
