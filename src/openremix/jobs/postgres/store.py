@@ -122,6 +122,8 @@ class PostgresJobStore(SQLJobStore):
             self._db.close()
             raise
         self._listener = Listener(url)
+        self._registered_any = False
+        """Whether a thread of this process ever registered as an idle worker."""
         self._waiting = threading.local()
         """Per thread: `registered` (waiting as an idle worker), `row` (a registration of this
         thread may be in `job_waiters`)."""
@@ -254,6 +256,7 @@ class PostgresJobStore(SQLJobStore):
         """Register this thread as idle; True (and not registered) when a job is claimable
         already. One attempt: an idle wait is no reason to sit out a reconnect."""
         channel, now = self._listener.channel, self._clock()
+        self._registered_any = True
         with self._db.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
             return bool(conn.execute(_REGISTER_WAITER, (waiter, channel, now)).fetchone()["ready"])
 
@@ -270,9 +273,10 @@ class PostgresJobStore(SQLJobStore):
     def close(self) -> None:
         """Stop the listener, drop this process's waiter registrations, close the pool."""
         self._listener.close()
-        try:
-            self._db.run(lambda conn: conn.execute(_LEAVE_CHANNEL, (self._listener.channel,)),
-                         transaction=False)
-        except psycopg.Error:  # the server is away: the registrations only cost a wake-up each
-            log.warning("could not remove this process's waiter registrations", exc_info=True)
+        if self._registered_any:
+            try:  # one attempt: a process that stops must not sit out a reconnect
+                with self._db.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+                    conn.execute(_LEAVE_CHANNEL, (self._listener.channel,))
+            except (psycopg.Error, PoolTimeout):  # each one left costs one wake-up, once
+                log.warning("could not remove this process's idle-worker registrations")
         self._db.close()
