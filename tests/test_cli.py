@@ -42,6 +42,37 @@ def test_keys_create_list_revoke(tmp_path: Path, start_process):
     assert openremix("keys", "revoke", "key_nope", "--data-dir", str(data_dir)).returncode == 2
 
 
+def test_a_scoped_key_is_refused_other_models_with_403_and_nothing_charged(
+    tmp_path: Path, start_process, astronaut_uri
+):
+    data_dir = tmp_path / "keys"
+    bad = openremix("keys", "create", "--scope", "wire:telnet", "--data-dir", str(data_dir))
+    assert bad.returncode == 2 and "the wire must be one of segmind" in bad.stderr
+    created = openremix("keys", "create", "--credits", "5", "--scope", "model:ideogram-4-remix",
+                        "--data-dir", str(data_dir))
+    assert created.returncode == 0, created.stderr
+    assert "scopes: model:ideogram-4-remix" in created.stderr
+    secret, key_id = created.stdout.strip(), created.stderr.split()[1]
+    listed = openremix("keys", "list", "--data-dir", str(data_dir)).stdout
+    assert "model:ideogram-4-remix" in "".join(listed.replace("│", "\n").split())
+    server = start_process("api", data_dir=data_dir)
+    headers = {"x-api-key": secret}
+    submit = {"image": astronaut_uri, "prompt": "a cat"}
+    refused = httpx.post(f"{server.base_url}/v2/ideogram-3-remix", json=submit, headers=headers)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == ("This API key may not use model 'ideogram-3-remix': its "
+                                       "scopes allow ideogram-4-remix")
+    assert refused.json()["request_id"]
+    credits = httpx.get(f"{server.base_url}/v1/get-user-credits", headers=headers).json()
+    assert credits["credits"] == 5.0  # nothing charged, nothing queued
+    widened = openremix("keys", "scope", key_id, "--scope", "wire:segmind",
+                        "--data-dir", str(data_dir))
+    assert widened.returncode == 0 and "scopes: wire:segmind" in widened.stderr
+    allowed = httpx.post(f"{server.base_url}/v2/ideogram-3-remix", json=submit, headers=headers)
+    assert allowed.status_code == 200, allowed.text
+    assert openremix("keys", "scope", "key_nope", "--data-dir", str(data_dir)).returncode == 2
+
+
 def test_remix_command_saves_the_image(server, tmp_path: Path):
     source = tmp_path / "cat.png"
     photo("chelsea").save(source)

@@ -58,7 +58,9 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _make_store(backend: str, request: pytest.FixtureRequest, clock: FakeClock) -> JobStore:
+def _make_store(
+    backend: str, request: pytest.FixtureRequest, clock: FakeClock, **options: Any
+) -> JobStore:
     """A new, empty store of `backend` (fixtures are only asked for by the backend needing them,
     so the SQLite half of the suite runs where PostgreSQL is not installed)."""
     if backend == "sqlite":
@@ -68,6 +70,7 @@ def _make_store(backend: str, request: pytest.FixtureRequest, clock: FakeClock) 
             clock=clock,
             retention_seconds=RETENTION,
             max_attempts=MAX_ATTEMPTS,
+            **options,
         )
     if backend == "postgres":
         url = request.getfixturevalue("postgres_db")  # skips, saying why, without a server
@@ -78,6 +81,7 @@ def _make_store(backend: str, request: pytest.FixtureRequest, clock: FakeClock) 
             clock=clock,
             retention_seconds=RETENTION,
             max_attempts=MAX_ATTEMPTS,
+            **options,
         )
     raise ValueError(f"unknown store backend {backend!r}")
 
@@ -85,6 +89,17 @@ def _make_store(backend: str, request: pytest.FixtureRequest, clock: FakeClock) 
 @pytest.fixture(params=STORE_BACKENDS)
 def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[JobStore]:
     made = _make_store(request.param, request, clock)
+    yield made
+    made.close()
+
+
+CAP = 2
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def capped_store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[JobStore]:
+    """A store whose keys may each have at most `CAP` PROCESSING jobs."""
+    made = _make_store(request.param, request, clock, max_running_per_key=CAP)
     yield made
     made.close()
 
@@ -205,6 +220,123 @@ def test_two_claims_never_return_the_same_job(store: JobStore) -> None:
         for request_id in mine:
             job = store.get(request_id)
             assert job is not None and job.lease_owner == worker_id
+
+
+def test_a_batch_claim_takes_several_jobs_in_claim_order(store: JobStore, clock: FakeClock) -> None:
+    key = make_key(store)
+    ids = []
+    for _ in range(5):
+        ids.append(enqueue(store, key))
+        clock.advance(1)
+    batch = store.claim_batch("w", LEASE, 3)
+    assert [job.request_id for job in batch] == ids[:3]
+    assert all(job.state is JobState.PROCESSING and job.lease_owner == "w" and job.attempts == 1
+               and job.lease_expires_at == clock.now + LEASE for job in batch)
+    assert [job.request_id for job in store.claim_batch("w2", LEASE, 10)] == ids[3:]
+    assert store.claim_batch("w", LEASE, 10) == []
+
+
+def test_concurrent_batch_claims_never_share_a_job(store: JobStore) -> None:
+    key = make_key(store, credits=1000)
+    ids = {enqueue(store, key) for _ in range(200)}
+    claims: dict[str, list[str]] = {}
+
+    def claim_all(worker_id: str) -> None:
+        mine = claims.setdefault(worker_id, [])
+        while batch := store.claim_batch(worker_id, LEASE, 7):
+            mine += [job.request_id for job in batch]
+
+    threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [request_id for mine in claims.values() for request_id in mine]
+    assert len(everything) == len(set(everything)) == 200
+    assert set(everything) == ids
+
+
+def test_a_key_with_a_thousand_queued_jobs_does_not_starve_another_keys_job(
+    store: JobStore, clock: FakeClock
+) -> None:
+    busy, other = make_key(store, credits=2000), make_key(store)
+    for _ in range(1000):
+        enqueue(store, busy)
+    first = store.claim_batch("w", LEASE, 4)  # the busy key's oldest jobs: nobody else waits
+    assert {job.api_key_id for job in first} == {busy.key_id}
+    clock.advance(1)
+    single = enqueue(store, other)
+    # behind 996 older jobs, yet the busy key has 4 running and this key none: it goes first
+    assert store.queue_position(single) == 0  # what its status says: next
+    second = store.claim_batch("w", LEASE, 4)
+    assert second[0].request_id == single
+    assert [job.api_key_id for job in second[1:]] == [busy.key_id] * 3
+
+
+def test_keys_take_turns_within_a_priority_but_priority_comes_first(
+    store: JobStore, clock: FakeClock
+) -> None:
+    a, b = make_key(store), make_key(store)
+    a_jobs = [enqueue(store, a) for _ in range(3)]
+    clock.advance(1)
+    b_jobs = [enqueue(store, b) for _ in range(3)]
+    urgent = enqueue(store, b, priority=5)
+    order = [job.request_id for job in store.claim_batch("w", LEASE, 10)]
+    # urgent first (priority); then by slot, the older job first on a tie: a1 (slot 1); a2, b1
+    # (slot 2: the urgent job was b's first); a3, b2 (3); b3 (4)
+    assert order == [urgent, a_jobs[0], a_jobs[1], b_jobs[0], a_jobs[2], b_jobs[1], b_jobs[2]]
+
+
+def test_a_key_never_runs_more_than_the_cap(capped_store: JobStore) -> None:
+    store = capped_store
+    busy, other = make_key(store, credits=100), make_key(store)
+    busy_jobs = [enqueue(store, busy) for _ in range(5)]
+    other_job = enqueue(store, other)
+    batch = store.claim_batch("w", LEASE, 10)
+    assert sorted(job.request_id for job in batch) == sorted([*busy_jobs[:CAP], other_job])
+    assert store.claim_batch("w", LEASE, 10) == []  # the busy key is at its cap
+    assert store.complete(busy_jobs[0], "w", {})
+    assert [job.request_id for job in store.claim_batch("w", LEASE, 10)] == [busy_jobs[CAP]]
+
+
+def test_concurrent_claims_never_overshoot_the_cap(capped_store: JobStore) -> None:
+    store = capped_store
+    key = make_key(store, credits=100)
+    for _ in range(20):
+        enqueue(store, key)
+    barrier = threading.Barrier(6)
+    claimed: list[int] = []
+
+    def claim() -> None:
+        barrier.wait(10)
+        claimed.append(len(store.claim_batch("w", LEASE, 3)))
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(claimed) == CAP
+
+
+def test_complete_many_finishes_only_the_jobs_this_worker_holds(store: JobStore) -> None:
+    key = make_key(store)
+    mine = [enqueue(store, key) for _ in range(3)]
+    theirs = enqueue(store, key)
+    store.claim_batch("me", LEASE, 3)
+    store.claim_batch("them", LEASE, 1)
+    hooked_id = enqueue(store, key, params=hooked())
+    store.claim_batch("me", LEASE, 1)
+    results = {request_id: {"output_key": request_id} for request_id in [*mine, hooked_id]}
+    done = store.complete_many("me", {**results, theirs: {"output_key": "stolen"}})
+    assert done == set(results)
+    for request_id in results:
+        job = store.get(request_id)
+        assert job is not None and job.state is JobState.COMPLETED
+        assert job.result == {"output_key": request_id}
+    assert store.get(theirs).state is JobState.PROCESSING  # type: ignore[union-attr]
+    assert len(store.get_webhook_deliveries(hooked_id)) == 1  # the webhook job kept its message
+    assert store.complete_many("me", {}) == set()
 
 
 # --- leases, progress, finishing -----------------------------------------------------------------
@@ -566,6 +698,20 @@ def test_keys_are_listed_and_revoked(store: JobStore, clock: FakeClock) -> None:
     found = store.find_api_key(bob_secret)
     assert found is not None and found.revoked
     assert [k.revoked for k in store.list_api_keys()] == [False, True]
+
+
+def test_key_scopes_are_kept_normalised_and_replaced(store: JobStore) -> None:
+    key, secret = store.create_api_key("scoped", credits=1.0,
+                                       scopes=("Wire:Segmind", "model:ideogram-3-remix"))
+    assert key.scopes == ("wire:segmind", "model:ideogram-3-remix")
+    assert store.find_api_key(secret) == key
+    assert make_key(store).scopes is None
+    assert store.set_api_key_scopes(key.key_id, ("wire:openai",)).scopes == ("wire:openai",)
+    assert store.set_api_key_scopes(key.key_id, None).scopes is None
+    with pytest.raises(ValueError, match="wire:NAME or model:SLUG"):
+        store.set_api_key_scopes(key.key_id, ("everything",))
+    with pytest.raises(UnknownApiKey):
+        store.set_api_key_scopes("key_nope", ("wire:segmind",))
 
 
 def test_add_credits_adds_and_removes_paid_credits(store: JobStore) -> None:

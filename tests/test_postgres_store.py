@@ -75,11 +75,13 @@ def run_together(count: int, call: Callable[[int], Any]) -> list[Any]:
 def test_an_enqueue_wakes_a_waiting_worker_within_100_ms(opened) -> None:
     api, worker = opened(), opened()
     key, _ = api.create_api_key("k", credits=10)
-    assert worker.wait_for_work(5.0)  # the first wait returns once LISTEN is in place
-    assert not worker.wait_for_work(0.05)  # nothing new: a timeout, not a busy return
     woke: list[float] = []
-    waiter = threading.Thread(target=lambda: woke.append(
-        time.monotonic() if worker.wait_for_work(5.0) else float("inf")))
+
+    def wait() -> None:
+        assert not worker.wait_for_work(0.05)  # nothing queued: a timeout, not a busy return
+        woke.append(time.monotonic() if worker.wait_for_work(5.0) else float("inf"))
+
+    waiter = threading.Thread(target=wait)
     waiter.start()
     time.sleep(0.2)  # the waiter is blocked now
     sent = time.monotonic()
@@ -93,7 +95,7 @@ def test_an_enqueue_wakes_a_waiting_worker_within_100_ms(opened) -> None:
 def test_a_requeued_job_wakes_workers_and_a_missed_notification_is_not_lost(opened) -> None:
     store = opened()
     key, _ = store.create_api_key("k", credits=10)
-    assert store.wait_for_work(5.0)
+    assert not store.wait_for_work(0.2)  # registered as an idle worker
     store.enqueue(new_job(key))
     time.sleep(0.2)  # the notification arrives while this thread is not waiting ...
     assert store.wait_for_work(0.0)  # ... and its next wait still sees it
@@ -104,6 +106,75 @@ def test_a_requeued_job_wakes_workers_and_a_missed_notification_is_not_lost(open
     assert store.wait_for_work(2.0)
 
 
+def test_a_wait_returns_at_once_when_a_job_is_queued_already(opened) -> None:
+    store = opened()
+    key, _ = store.create_api_key("k", credits=10)
+    store.enqueue(new_job(key))
+    started = time.monotonic()
+    assert store.wait_for_work(5.0)
+    assert time.monotonic() - started < 1.0
+
+
+def test_one_job_wakes_one_idle_worker_not_all_of_them(opened) -> None:
+    api = opened()
+    key, _ = api.create_api_key("k", credits=10)
+    workers = [opened() for _ in range(6)]
+    for worker in workers:
+        assert not worker.wait_for_work(0.05)  # each is registered as idle now
+    woken: list[int] = []
+    lock = threading.Lock()
+
+    def wait(i: int) -> None:
+        if workers[i].wait_for_work(1.5):
+            with lock:
+                woken.append(i)
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    api.enqueue(new_job(key))
+    for thread in threads:
+        thread.join(5)
+    assert len(woken) == 1, f"{len(woken)} idle workers woke for one job"
+    assert workers[woken[0]].claim_next("w", 30) is not None
+
+
+def test_no_wake_up_is_lost_between_a_workers_last_look_and_its_wait(opened) -> None:
+    """Workers that go idle while jobs arrive at random moments: every job is claimed soon,
+    by waits that would otherwise sleep 10 s (no polling hides a lost wake-up here)."""
+    api = opened()
+    key, _ = api.create_api_key("k", credits=1000)
+    workers = [opened() for _ in range(4)]
+    jobs, claimed_at, stop = 150, {}, threading.Event()
+
+    def work(i: int) -> None:
+        while not stop.is_set():
+            job = workers[i].claim_next(f"w{i}", 30)
+            if job is not None:
+                claimed_at[job.request_id] = time.monotonic()
+                continue
+            workers[i].wait_for_work(10.0)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    sent: dict[str, float] = {}
+    for n in range(jobs):
+        time.sleep(0.001 * (n % 7))
+        request_id = api.enqueue(new_job(key))[0].request_id
+        sent[request_id] = time.monotonic()
+    deadline = time.monotonic() + 8
+    while len(claimed_at) < jobs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for _ in workers:  # wake the waiters so that the threads end
+        api.enqueue(new_job(key))
+    assert set(sent) <= set(claimed_at), f"{len(set(sent) - set(claimed_at))} never claimed"
+    slowest = max(claimed_at[r] - sent[r] for r in sent)
+    assert slowest < 2.0, f"a job waited {slowest:.2f} s for a worker"
+
+
 # --- restarts -------------------------------------------------------------------------------------
 def test_the_store_keeps_working_after_the_server_restarts(
     opened, postgres_cluster: PostgresCluster
@@ -111,7 +182,7 @@ def test_the_store_keeps_working_after_the_server_restarts(
     store, waiting = opened(reconnect_seconds=20), opened(reconnect_seconds=20)
     key, _ = store.create_api_key("k", credits=10)
     before = store.enqueue(new_job(key))[0].request_id
-    assert waiting.wait_for_work(5.0)
+    assert waiting.wait_for_work(5.0)  # a job is queued already
 
     postgres_cluster.restart(down_seconds=0.5)  # every open session is ended
 

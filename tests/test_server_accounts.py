@@ -87,3 +87,21 @@ def test_a_full_queue_answers_503_with_retry_after(start_process, astronaut_uri)
     assert [c.status_code for c in codes] == [200, 200, 503]
     assert codes[2].headers["Retry-After"] == "5"
     assert codes[2].json()["error"].startswith("Server overloaded")
+
+
+def test_two_api_replicas_on_postgres_enforce_one_rate_limit_together(
+    start_process, postgres_db, astronaut_uri, tmp_path
+):
+    """Rate limits live in PostgreSQL: two replicas allow the limit once, not twice."""
+    env = {"OPENREMIX_DATABASE_URL": postgres_db, "OPENREMIX_STORAGE_URL": str(tmp_path / "out"),
+           "OPENREMIX_RATE_LIMIT_PER_MINUTE": "4"}
+    replicas = [start_process("api", env=env, data_dir=tmp_path / f"api-{i}") for i in range(2)]
+    headers = {"x-api-key": TEST_KEY}
+    codes = []
+    for n in range(8):  # alternating, as a load balancer would
+        answer = httpx.post(f"{replicas[n % 2].base_url}/v2/{MODEL}", json=body(astronaut_uri),
+                            headers=headers)
+        codes.append(answer.status_code)
+    assert codes == [200] * 4 + [429] * 4
+    assert int(answer.headers["Retry-After"]) >= 1
+    assert "4 requests per minute" in answer.json()["error"]

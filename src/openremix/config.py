@@ -230,6 +230,14 @@ class Settings(BaseSettings):
         "(`/v1/images/edits`) call waits for its job before answering 504 (the job goes on). "
         "Their clients wait minutes, and one call may ask for 8 images.",
     )
+    # --- the queue at scale (issue 15) ---
+    max_running_per_key: int = Field(
+        0,
+        ge=0,
+        description="Most jobs one API key may have running at once, so that one key cannot "
+        "take every worker (claims are fair across keys either way); 0: no cap. Under a cap, "
+        "PostgreSQL claims run one at a time.",
+    )
 
     @property
     def dev_key_path(self) -> Path:

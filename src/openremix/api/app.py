@@ -60,7 +60,7 @@ def create_app(
         store=store,
         storage=storage,
         loader=ImageLoader.from_settings(settings),
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        limiter=RateLimiter(settings.rate_limit_per_minute, store=store),
     )
     if on_enqueue is not None:
         state.on_enqueue = on_enqueue

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openremix import metrics
 from openremix.contract.errors import InputImageError, InvalidRequest
+from openremix.jobs.accounts import ScopeDenied
 from openremix.jobs.store import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -87,6 +88,8 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, (InvalidRequest, InputImageError)):
         return ApiError(400, exc.message, field=exc.field)
+    if isinstance(exc, ScopeDenied):
+        return ApiError(403, str(exc), code="permission_denied")
     if isinstance(exc, InsufficientCredits):
         return ApiError(406, str(exc), code="insufficient_credits")
     if isinstance(exc, IdempotencyConflict):
@@ -197,7 +200,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return wire_error_response(request, ApiError(500, "Internal server error"))
 
     for cls in (ApiError, InvalidRequest, InputImageError, InsufficientCredits,
-                IdempotencyConflict, QueueFull, OutputUnreadable):
+                IdempotencyConflict, QueueFull, OutputUnreadable, ScopeDenied):
         app.add_exception_handler(cls, on_known)
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]

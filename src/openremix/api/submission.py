@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from openremix.api.access import authenticate
+from openremix.api.access import authenticate, require_scope
 from openremix.api.errors import ApiError
 from openremix.api.state import AppState, app_state
 from openremix.contract.params import MODEL_SLUGS, SEED_MAX
@@ -97,15 +97,17 @@ def _request_hash(slug: str, submission: Submission) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-async def admit(request: Request, slug: str) -> tuple[AppState, ApiKey]:
-    """Everything checked before the body is read: the key, the model, the rate limit, a
-    model that failed to load, a full queue. Gives the request its id."""
+async def admit(request: Request, slug: str, wire: str) -> tuple[AppState, ApiKey]:
+    """Everything checked before the body is read: the key, the model, the key's scopes
+    (`wire`: `segmind`, `ideogram` or `openai`), the rate limit, a model that failed to load,
+    a full queue. Gives the request its id."""
     state = app_state(request)
     request.state.request_id = str(uuid.uuid4())
     key = await authenticate(request, state.store)
     if slug not in MODEL_SLUGS:
         raise ApiError(404, f"Model {slug} not found", field="model", code="model_not_found")
-    state.limiter.check(key.key_id)
+    require_scope(key, wire=wire, model=slug)
+    await state.limiter.take(key.key_id)
     load_error = state.load_error()
     if load_error:
         raise ApiError(503, f"The model failed to load, so no remix can run: {load_error}",

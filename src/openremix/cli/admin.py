@@ -19,23 +19,71 @@ db_app = typer.Typer(help="The job store's schema (versioned migrations).", no_a
 app.add_typer(db_app, name="db")
 
 
+ScopeOpt = typer.Option(
+    None, "--scope",
+    help="Limit the key to a wire (wire:segmind, wire:ideogram, wire:openai) or a model "
+    "(model:SLUG); repeat for several. Requests outside them answer 403. None: everything.",
+)
+
+
+def _checked_scopes(scopes: list[str] | None) -> tuple[str, ...] | None:
+    """The --scope values, checked (exit 2 with the rule when one is malformed)."""
+    from openremix.jobs.accounts import parse_scopes
+
+    if not scopes:
+        return None
+    try:
+        return parse_scopes(scopes)
+    except ValueError as exc:
+        console.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _scopes_text(scopes: tuple[str, ...] | None) -> str:
+    return "everything" if scopes is None else " ".join(scopes)
+
+
 @keys_app.command("create")
 def keys_create(
     name: str = typer.Option("default", help="A label for the key."),
     credits: float = typer.Option(1000.0, help="Paid credits to start with."),
     free_credits: float = typer.Option(0.0, "--free-credits", help="Free credits (used first)."),
+    scope: list[str] | None = ScopeOpt,
     data_dir: Path | None = DataOpt,
 ) -> None:
     """Create a key; prints the secret once."""
     from openremix.server.wiring import open_store
 
+    scopes = _checked_scopes(scope)
     settings = settings_for(data_dir=data_dir)
     store = open_store(settings)
-    record, secret = store.create_api_key(name, credits, free_credits)
+    record, secret = store.create_api_key(name, credits, free_credits, scopes=scopes)
     store.close()
     console.print(f"created {record.key_id} ({name}) in {store_name(settings)}, credits "
-                  f"{credits:g} + free {free_credits:g}")
+                  f"{credits:g} + free {free_credits:g}, scopes: {_scopes_text(record.scopes)}")
     print(secret)
+
+
+@keys_app.command("scope")
+def keys_scope(
+    key_id: str,
+    scope: list[str] | None = ScopeOpt,
+    data_dir: Path | None = DataOpt,
+) -> None:
+    """Set a key's scopes (replacing its old ones); without --scope, allow everything."""
+    from openremix.jobs.store import UnknownApiKey
+    from openremix.server.wiring import open_store
+
+    scopes = _checked_scopes(scope)
+    store = open_store(existing_store(settings_for(data_dir=data_dir)))
+    try:
+        record = store.set_api_key_scopes(key_id, scopes)
+    except UnknownApiKey:
+        console.print(f"error: no key {key_id}")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    console.print(f"{record.key_id} scopes: {_scopes_text(record.scopes)}")
 
 
 @keys_app.command("list")
@@ -47,9 +95,11 @@ def keys_list(data_dir: Path | None = DataOpt) -> None:
 
     store = open_store(existing_store(settings_for(data_dir=data_dir)))
     table = Table("key id", "name", "credits", "free credits", "revoked")
+    table.add_column("scopes", overflow="fold")  # shown whole, however narrow the terminal
     for record in store.list_api_keys():
         table.add_row(record.key_id, record.name, f"{record.credits:g}",
-                      f"{record.free_credits:g}", "yes" if record.revoked else "")
+                      f"{record.free_credits:g}", "yes" if record.revoked else "",
+                      _scopes_text(record.scopes))
     store.close()
     Console(markup=False, highlight=False).print(table)  # names are the users' text
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
@@ -85,3 +86,51 @@ def new_secret() -> str:
 def new_key_id() -> str:
     """A short public id for a key, shown in listings and stored on jobs."""
     return "key_" + secrets.token_hex(6)
+
+
+# --- scopes ------------------------------------------------------------------------------------
+SCOPE_KINDS = ("wire", "model")
+"""A scope is `wire:NAME` (a wire shape: segmind, ideogram, openai) or `model:SLUG` (a model's
+slug, e.g. ideogram-3-remix). A key with scopes may call what every kind it names allows: with
+`wire:` scopes only those wires, with `model:` scopes only those models, with both, both."""
+
+
+class ScopeDenied(Exception):
+    """The key's scopes do not allow this call (answered 403)."""
+
+
+WIRES = ("segmind", "ideogram", "openai")
+"""The wire shapes a `wire:` scope may name: Segmind's `/v1|v2/{slug}`, Ideogram's
+`/v1/ideogram-v3/remix`..., OpenAI's `/v1/images/edits`."""
+_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def parse_scopes(entries: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Check and normalise scope strings (lower case, no duplicates); raises ValueError naming
+    the bad one and the rule."""
+    scopes: list[str] = []
+    for entry in entries:
+        kind, sep, name = entry.strip().lower().partition(":")
+        if not sep or kind not in SCOPE_KINDS or not _SLUG.fullmatch(name):
+            raise ValueError(
+                f"scope {entry!r}: must be wire:NAME or model:SLUG (e.g. wire:segmind, "
+                f"model:ideogram-3-remix)"
+            )
+        if kind == "wire" and name not in WIRES:
+            raise ValueError(f"scope {entry!r}: the wire must be one of {', '.join(WIRES)}")
+        if f"{kind}:{name}" not in scopes:
+            scopes.append(f"{kind}:{name}")
+    return tuple(scopes)
+
+
+def scope_denial(scopes: tuple[str, ...] | None, *, wire: str, model: str) -> str | None:
+    """Why a key with `scopes` may not call `model` on `wire` (a sentence), or None if it may.
+    None or empty scopes allow everything."""
+    if not scopes:
+        return None
+    for kind, asked in (("wire", wire), ("model", model)):
+        allowed = [s.partition(":")[2] for s in scopes if s.startswith(f"{kind}:")]
+        if allowed and asked.lower() not in allowed:
+            return (f"This API key may not use {kind} {asked!r}: its scopes allow "
+                    f"{', '.join(allowed)}")
+    return None

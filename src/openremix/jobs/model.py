@@ -117,3 +117,6 @@ class ApiKey:
     free_credits: float
     created_at: float
     revoked: bool = False
+    scopes: tuple[str, ...] | None = None
+    """What the key may call: `wire:NAME` and `model:SLUG` entries (`accounts.scope_denial`);
+    None: everything."""

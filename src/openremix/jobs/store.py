@@ -95,10 +95,21 @@ class JobStore(Protocol):
         ...
 
     def claim_next(self, worker_id: str, lease_seconds: float) -> Job | None:
-        """Atomically take the next QUEUED job (highest priority, then oldest) for `worker_id`.
+        """`claim_batch` with a limit of one: the next job, or None."""
+        ...
 
-        Sets PROCESSING, `lease_owner`, `lease_expires_at = now + lease_seconds`, `attempts += 1`,
-        `started_at` (first claim only). Two callers never get the same job.
+    def claim_batch(self, worker_id: str, lease_seconds: float, limit: int) -> list[Job]:
+        """Atomically take up to `limit` QUEUED jobs for `worker_id`, in one round trip.
+
+        Each becomes PROCESSING with `lease_owner`, `lease_expires_at = now + lease_seconds`,
+        `attempts += 1` and `started_at` (first claim only). Two callers never get the same job.
+
+        The order is fair across API keys: higher priority first; within a priority, the job
+        whose key has the fewest jobs ahead of it, counting the key's PROCESSING jobs and its
+        QUEUED jobs before this one (its *slot*); then the oldest. So a key with 1,000 queued
+        jobs takes turns with a key that queues one, instead of running all of its jobs first.
+        With the store's `max_running_per_key` (> 0), a key never has more PROCESSING jobs than
+        that: its other jobs wait while others' run. Returned in that order.
         """
         ...
 
@@ -112,6 +123,12 @@ class JobStore(Protocol):
 
     def complete(self, request_id: str, worker_id: str, result: dict[str, Any]) -> bool:
         """PROCESSING -> COMPLETED with `result`, only if `worker_id` still holds the lease."""
+        ...
+
+    def complete_many(self, worker_id: str, results: dict[str, dict[str, Any]]) -> set[str]:
+        """`complete` for several jobs at once (`results`: request_id -> result): one round trip
+        for the jobs that have no webhook. Returns the ids that became COMPLETED; each job is
+        guarded on its own (the others still complete when one's lease was lost)."""
         ...
 
     def fail(
@@ -147,7 +164,8 @@ class JobStore(Protocol):
         ...
 
     def queue_position(self, request_id: str) -> int | None:
-        """0-based count of QUEUED jobs that run before this one; None when not QUEUED."""
+        """0-based count of QUEUED jobs that run before this one (in `claim_batch`'s order);
+        None when not QUEUED."""
         ...
 
     # --- webhook outbox -----------------------------------------------------------------------
@@ -177,10 +195,20 @@ class JobStore(Protocol):
 
     # --- API keys and credits ----------------------------------------------------------------
     def create_api_key(
-        self, name: str, credits: float, free_credits: float = 0.0, secret: str | None = None
+        self,
+        name: str,
+        credits: float,
+        free_credits: float = 0.0,
+        secret: str | None = None,
+        scopes: tuple[str, ...] | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the secret (shown once). A given `secret` is
-        used as is (for keys from configuration); creating an existing secret returns it."""
+        used as is (for keys from configuration); creating an existing secret returns it.
+        `scopes` limit the wires and models it may call (`accounts.scope_denial`)."""
+        ...
+
+    def set_api_key_scopes(self, key_id: str, scopes: tuple[str, ...] | None) -> ApiKey:
+        """Replace a key's scopes (None: everything). Raises `UnknownApiKey`."""
         ...
 
     def find_api_key(self, secret: str) -> ApiKey | None:
@@ -205,7 +233,8 @@ class JobStore(Protocol):
 class WaitsForWork(Protocol):
     """An optional part of `JobStore`: stores that can push "work arrived" implement it.
 
-    `PostgresJobStore` does (LISTEN/NOTIFY); `SQLiteJobStore` does not (the processes of one
+    `PostgresJobStore` does (LISTEN/NOTIFY, one idle worker woken per job made claimable);
+    `SQLiteJobStore` does not (the processes of one
     machine share no channel; its workers poll with backoff, and `openremix serve` wakes its
     in-process workers directly). Callers test for it: `getattr(store, "wait_for_work", None)`.
     """
@@ -215,4 +244,18 @@ class WaitsForWork(Protocol):
         `timeout` seconds pass; True when woken. A wake-up is a hint, not a reservation: the
         caller then claims as usual and may find nothing (another worker was faster). A
         notification that arrived since this thread's previous call returns at once."""
+        ...
+
+
+class SharesRateLimits(Protocol):
+    """An optional part of `JobStore`: stores shared by several API processes that keep the
+    rate-limit buckets (`jobs.rate_limit`), so that the processes enforce one limit together.
+
+    `PostgresJobStore` does; `SQLiteJobStore` does not (one machine: each API process keeps its
+    own buckets). Callers test for it: `getattr(store, "take_rate_token", None)`.
+    """
+
+    def take_rate_token(self, key_id: str, per_minute: int) -> float:
+        """Take a token of `key_id`'s bucket; 0.0 when taken, else the seconds until one is
+        there (nothing taken)."""
         ...

@@ -38,6 +38,7 @@ def open_store(settings: Settings) -> JobStore:
         return SQLiteJobStore(
             path, retention_seconds=settings.retention_seconds,
             max_attempts=settings.max_attempts,
+            max_running_per_key=settings.max_running_per_key,
         )
     except (sqlite3.Error, OSError) as exc:  # read-only folder, not a database, truncated
         raise SystemExit(
@@ -63,6 +64,7 @@ def _open_postgres(settings: Settings) -> JobStore:
             retention_seconds=settings.retention_seconds,
             max_attempts=settings.max_attempts,
             auto_migrate=settings.auto_migrate,
+            max_running_per_key=settings.max_running_per_key,
         )
     except SchemaError as exc:
         raise SystemExit(str(exc)) from None

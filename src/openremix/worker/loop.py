@@ -161,25 +161,21 @@ class Worker:
         return True
 
     def claim_batch(self) -> list[Job]:
-        first = self.store.claim_next(self.worker_id, self.lease_seconds)
-        if first is None:
+        """Up to `max_batch` jobs, claimed together in one round trip (`JobStore.claim_batch`:
+        fair across API keys); topped up with jobs that arrive within `batch_window`."""
+        batch = self.store.claim_batch(self.worker_id, self.lease_seconds, self.max_batch)
+        if not batch:
             return []
-        batch = [first]
         deadline = time.monotonic() + self.batch_window
-        while len(batch) < self.max_batch:
+        while len(batch) < self.max_batch and time.monotonic() < deadline:
+            self.wake.wait(min(deadline - time.monotonic(), 0.01))
+            self.wake.clear()
             try:
-                job = self.store.claim_next(self.worker_id, self.lease_seconds)
+                batch += self.store.claim_batch(self.worker_id, self.lease_seconds,
+                                                self.max_batch - len(batch))
             except Exception:  # run what is claimed already; the loop backs off next time
                 log.warning("claiming more jobs for the batch failed", exc_info=True)
                 break
-            if job is not None:
-                batch.append(job)
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self.wake.wait(min(remaining, 0.01))
-            self.wake.clear()
         return batch
 
     # --- a batch --------------------------------------------------------------------------

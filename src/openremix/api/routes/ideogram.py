@@ -68,7 +68,7 @@ def ideogram_body(job: Job, urls: Urls, version: ideogram.IdeogramVersion) -> di
 
 async def _remix(request: Request, version: ideogram.IdeogramVersion) -> JSONResponse:
     started = time.monotonic()
-    state, key = await admit(request, MODEL_SLUG)
+    state, key = await admit(request, MODEL_SLUG, "ideogram")
     form = await read_wire_form(
         request, state.settings.max_body_bytes, files=ideogram.FILE_FIELDS,
         lists=ideogram.LIST_FIELDS, json_fields=ideogram.JSON_FIELDS,

@@ -73,7 +73,7 @@ async def _images(state: AppState, job: Job, response_format: str, urls: Urls) -
 )
 async def images_edit(request: Request) -> JSONResponse:
     started = time.monotonic()
-    state, key = await admit(request, MODEL_SLUG)
+    state, key = await admit(request, MODEL_SLUG, "openai")
     form = await read_wire_form(
         request, state.settings.max_body_bytes, files=wire.FILE_FIELDS, lists=wire.LIST_FIELDS,
         json_fields=wire.JSON_FIELDS,

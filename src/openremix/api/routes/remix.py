@@ -29,7 +29,7 @@ router = APIRouter(tags=["segmind"])
 async def submit_job(request: Request, slug: str) -> tuple[Job, ApiKey]:
     """Authenticate, validate and enqueue a Segmind-wire body. Returns the job (an existing
     one on an idempotent replay) and the caller's key."""
-    state, key = await admit(request, slug)
+    state, key = await admit(request, slug, "segmind")
     body = await read_submit_body(request, state.settings.max_body_bytes)
     remix_fields, webhook = parse_webhook_fields(
         body, allow_private=state.settings.allow_private_urls

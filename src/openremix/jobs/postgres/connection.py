@@ -11,15 +11,19 @@ still safe for every store method: claims and finishes are guarded by state and 
 claim whose answer was lost shows up as a job whose lease runs out and is re-queued), and
 enqueue is keyed by its request id.
 
-`Listener` holds one dedicated connection (not from the pool) that LISTENs on the jobs channel
-in a background thread and wakes `wait` callers; it reconnects by itself too.
+`Listener` holds one dedicated connection (not from the pool) that LISTENs on this process's
+own channel in a background thread and wakes the `wait` caller each notification names; it
+reconnects by itself too.
 """
 
 from __future__ import annotations
 
+import enum
+import itertools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,7 +32,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from openremix.jobs.postgres.schema import NOTIFY_CHANNEL, register_json_as_text
+from openremix.jobs.postgres.schema import register_json_as_text
 
 T = TypeVar("T")
 log = logging.getLogger("openremix.jobs.postgres")
@@ -137,38 +141,81 @@ class Database:
         self.pool.close()
 
 
-class Listener:
-    """LISTEN on the jobs channel in a background thread; `wait` returns when woken.
+class Wake(enum.Enum):
+    """Why `Listener.wait` returned before its timeout."""
 
-    Every notification, and every (re)connection of the listening session (notifications may
-    have been missed while it was away), advances a generation counter. Each calling thread
-    remembers the generation it last saw, so a notification that arrives while that thread is
-    busy (between its last claim and its next `wait`) makes the next `wait` return at once, and
-    a thread's first `wait` returns as soon as LISTEN is in place.
+    ADDRESSED = "addressed"
+    """A notification named this waiter: the enqueue that sent it took its registration."""
+    RECONNECTED = "reconnected"
+    """The listening session (re)connected or closed: notifications may have been missed."""
+
+
+class Listener:
+    """LISTEN on this process's own channel in a background thread; wake the waiter a
+    notification names.
+
+    Each thread that waits is a *waiter* (`waiter_id()`: the channel plus a number). The store
+    registers it in `job_waiters`; an enqueue takes one registration and notifies its channel
+    with the waiter's id as the payload, so only that thread wakes. A notification that arrives
+    while its thread is busy is kept, and that thread's next `wait` returns at once. Every
+    (re)connection of the listening session wakes every waiter (notifications may have been
+    missed while it was away).
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.channel = f"openremix_w_{uuid.uuid4().hex[:16]}"
         self._cond = threading.Condition()
         self._generation = 0
-        self._seen = threading.local()
+        self._addressed: set[str] = set()
+        self._local = threading.local()
+        self._next_waiter = itertools.count(1)
+        self._listening = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def wait(self, timeout: float) -> bool:
-        """Block until a notification arrives (True) or `timeout` seconds pass (False)."""
-        if self._closed:  # nothing will ever wake a closed listener: do not let callers spin
-            time.sleep(max(0.0, timeout))
+    def waiter_id(self) -> str:
+        """This thread's waiter id (stable for the thread's life)."""
+        waiter = getattr(self._local, "waiter", None)
+        if waiter is None:
+            waiter = self._local.waiter = f"{self.channel}:{next(self._next_waiter)}"
+            self._local.generation = self._generation
+        return waiter
+
+    def ready(self, timeout: float) -> bool:
+        """Start listening (once) and wait up to `timeout` until LISTEN is in place."""
+        if self._closed:
             return False
         self._start()
-        seen = getattr(self._seen, "generation", 0)
+        return self._listening.wait(max(0.0, timeout))
+
+    def take(self, waiter: str) -> Wake | None:
+        """A wake-up for `waiter` that arrived since it last looked (consumed), or None."""
         with self._cond:
-            woken = self._cond.wait_for(
-                lambda: self._generation != seen or self._closed, max(0.0, timeout)
-            )
-            self._seen.generation = self._generation
-        return woken and not self._closed
+            return self._consume(waiter)
+
+    def wait(self, waiter: str, timeout: float) -> Wake | None:
+        """Block until `waiter` is woken (why) or `timeout` seconds pass (None)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending(waiter), max(0.0, timeout))
+            return self._consume(waiter)
+
+    def _pending(self, waiter: str) -> bool:
+        return (self._closed or waiter in self._addressed
+                or self._generation != getattr(self._local, "generation", self._generation))
+
+    def _consume(self, waiter: str) -> Wake | None:
+        if self._closed:
+            return None
+        if self._generation != getattr(self._local, "generation", self._generation):
+            self._local.generation = self._generation
+            self._addressed.discard(waiter)
+            return Wake.RECONNECTED
+        if waiter in self._addressed:
+            self._addressed.discard(waiter)
+            return Wake.ADDRESSED
+        return None
 
     def _start(self) -> None:
         with self._start_lock:
@@ -178,24 +225,33 @@ class Listener:
                 )
                 self._thread.start()
 
-    def _wake(self) -> None:
+    def _wake(self, waiter: str | None) -> None:
+        """Wake `waiter`, or (None) every waiter."""
         with self._cond:
-            self._generation += 1
+            if waiter is None:
+                self._generation += 1
+            else:
+                self._addressed.add(waiter)
             self._cond.notify_all()
 
     def _listen_forever(self) -> None:
         delay = 0.05
+        first = True
         while not self._closed:
             try:
                 with psycopg.connect(self.url, autocommit=True,
                                      connect_timeout=int(CONNECT_TIMEOUT)) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._wake()
+                    conn.execute(f"LISTEN {self.channel}")
+                    if not first:  # notifications sent while we were away are lost
+                        self._wake(None)
+                    first = False
+                    self._listening.set()
                     delay = 0.05
                     while not self._closed:
-                        for _ in conn.notifies(timeout=LISTEN_POLL_SECONDS):
-                            self._wake()
+                        for notice in conn.notifies(timeout=LISTEN_POLL_SECONDS):
+                            self._wake(notice.payload or None)
             except psycopg.Error as exc:
+                self._listening.clear()
                 if self._closed:
                     return
                 log.warning("PostgreSQL listener lost its connection (%s); reconnecting",
@@ -205,7 +261,7 @@ class Listener:
 
     def close(self) -> None:
         self._closed = True
-        self._wake()
+        self._wake(None)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(LISTEN_POLL_SECONDS * 4)

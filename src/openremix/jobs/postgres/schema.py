@@ -22,11 +22,12 @@ from psycopg.types.string import TextLoader
 
 from openremix.jobs.postgres.credit_rule import credit_rule_sql
 from openremix.jobs.postgres.enqueue_function import ENQUEUE_FUNCTION
+from openremix.jobs.postgres.queue_schema import QUEUE_AT_SCALE
 
 MIGRATION_LOCK = 0x6F70656E72656D78  # "openremx": the advisory lock id of schema upgrades
 NOTIFY_CHANNEL = "openremix_jobs"
-"""Every transaction that makes a job claimable sends a notification on this channel (the
-triggers of `_V1`)."""
+"""Versions 1 and 2 sent a notification on this channel whenever a job became claimable;
+version 3 notifies one registered idle worker on its own channel instead (`queue_schema`)."""
 
 _V1 = """
 CREATE TABLE jobs (
@@ -171,7 +172,9 @@ $$;
 # (`openremix_split_debit`) are formatted from `jobs.accounts` (see `credit_rule`);
 # `openremix_enqueue` calls the debit function instead of spelling the rule out, and checks
 # `OPENREMIX_MAX_QUEUE_DEPTH` in the same transaction (see `enqueue_function`).
-MIGRATIONS: list[str] = [_V1 + _V1_ENQUEUE, credit_rule_sql() + ENQUEUE_FUNCTION]
+# Version 3: the queue at scale (issue 15): fair batch claims, one wake-up per job, shared rate
+# limits, key scopes (see `queue_schema`).
+MIGRATIONS: list[str] = [_V1 + _V1_ENQUEUE, credit_rule_sql() + ENQUEUE_FUNCTION, QUEUE_AT_SCALE]
 """`MIGRATIONS[i]` upgrades schema version `i` to `i + 1`."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

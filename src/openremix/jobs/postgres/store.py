@@ -4,17 +4,20 @@ Selected by `OPENREMIX_DATABASE_URL=postgresql://...`. Same semantics as `SQLite
 (one test suite runs against both; what they share is `jobs.sql.store.SQLJobStore`); what
 differs is how concurrency is made safe:
 
-- claims take the best QUEUED row with `SELECT ... FOR UPDATE SKIP LOCKED` inside the claiming
-  `UPDATE`, so workers on any number of machines never wait on, or get, the same job;
+- a claim takes a batch of QUEUED rows, fair across keys, with `SELECT ... FOR UPDATE SKIP
+  LOCKED` inside the claiming `UPDATE` (`postgres.claim`), so workers on any number of
+  machines never wait on, or get, the same job; `complete_many` finishes a batch in one
+  statement;
 - enqueue locks the API key's row (`SELECT ... FOR UPDATE`) before it checks the idempotency
   key, debits credits and inserts the job, all in one transaction: two submits with one key are
   serialised, so an idempotency key is used once and a balance never goes negative (the unique
   index on (api_key_id, idempotency_key) backs this up). Those steps are the schema's function
   `openremix_enqueue` (`postgres.schema`; its debit is the credit rule of `jobs.accounts`, see
   `postgres.credit_rule`), so an enqueue costs one round trip;
-- every transaction that makes a job claimable (an insert, a re-queue) sends `NOTIFY
-  openremix_jobs` from a trigger; idle workers wait in `wait_for_work` on a dedicated LISTEN
-  connection instead of polling;
+- idle workers register in `wait_for_work` and wait on their process's own LISTEN channel;
+  every job made claimable (an insert, a re-queue) wakes one of them from a trigger, not all
+  (`postgres.queue_schema`);
+- rate limits live in the database (`take_rate_token`), so replicas share them;
 - with `NewJob.max_queue_depth`, the function counts the QUEUED jobs under an advisory lock
   (`postgres.enqueue_function`), so concurrent submits never overshoot the limit;
 - sweeps (re-queueing lost leases, deleting expired jobs) take an advisory lock so that one
@@ -28,19 +31,25 @@ upgraded on open unless `auto_migrate=False` (`openremix db upgrade` then does i
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
+from psycopg_pool import PoolTimeout
 
-from openremix.jobs.model import Clock, Job, NewJob, system_clock
-from openremix.jobs.postgres.connection import Database, Listener
+from openremix.jobs.model import Clock, Job, JobState, NewJob, system_clock
+from openremix.jobs.params import WEBHOOK_KEY
+from openremix.jobs.postgres.claim import CAPPED_CLAIM_LOCK, CLAIM_BATCH, claim_order
+from openremix.jobs.postgres.connection import CONNECT_TIMEOUT, Database, Listener, Wake
+from openremix.jobs.postgres.rate_limits import take_rate_token
 from openremix.jobs.postgres.schema import prepare
 from openremix.jobs.sql.base import Access
 from openremix.jobs.sql.dialect import Dialect
-from openremix.jobs.sql.rows import JOB_COLUMNS, row_to_job
-from openremix.jobs.sql.store import PROCESSING, QUEUED, SQLJobStore
+from openremix.jobs.sql.rows import row_to_job
+from openremix.jobs.sql.store import PROCESSING, SQLJobStore
 from openremix.jobs.store import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -49,18 +58,21 @@ from openremix.jobs.store import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("openremix.jobs.postgres")
 
 SWEEP_LOCK = 0x6F72737765657021  # advisory lock id: one sweeper at a time per database
 
-_CLAIM = (
-    f"UPDATE jobs SET state = '{PROCESSING}', lease_owner = %(worker)s,"
-    f" lease_expires_at = %(lease)s, attempts = attempts + 1,"
-    f" started_at = COALESCE(started_at, %(now)s), progress_step = 0, progress_total = 0"
-    f" WHERE request_id = (SELECT request_id FROM jobs WHERE state = '{QUEUED}'"
-    f"  AND expires_at > %(now)s ORDER BY priority DESC, created_at, seq LIMIT 1"
-    f"  FOR UPDATE SKIP LOCKED)"
-    f" RETURNING {JOB_COLUMNS}"
+_COMPLETE_MANY = (
+    f"UPDATE jobs SET state = '{JobState.COMPLETED.value}', result = done.result::json,"
+    f" error = NULL, finished_at = %s, lease_expires_at = NULL"
+    f" FROM unnest(%s::text[], %s::text[]) AS done(request_id, result)"
+    f" WHERE jobs.request_id = done.request_id AND jobs.state = '{PROCESSING}'"
+    f" AND jobs.lease_owner = %s AND jobs.params->'{WEBHOOK_KEY}' IS NULL"
+    f" RETURNING jobs.request_id"
 )
+_REGISTER_WAITER = "SELECT openremix_register_waiter(%s, %s, %s) AS ready"
+_LEAVE_WAITERS = "DELETE FROM job_waiters WHERE waiter = %s"
+_LEAVE_CHANNEL = "DELETE FROM job_waiters WHERE channel = %s"
 _ENQUEUE = (
     "SELECT outcome, balance, debit_free, debit_paid, prior_id, queued"
     " FROM openremix_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -96,9 +108,10 @@ class PostgresJobStore(SQLJobStore):
         pool_size: int = 10,
         auto_migrate: bool = True,
         reconnect_seconds: float = 30.0,
+        max_running_per_key: int = 0,
     ) -> None:
         super().__init__(clock=clock, retention_seconds=retention_seconds,
-                         max_attempts=max_attempts)
+                         max_attempts=max_attempts, max_running_per_key=max_running_per_key)
         self.url = url
         self._db = Database(url, pool_size=pool_size, reconnect_seconds=reconnect_seconds)
         try:
@@ -109,6 +122,11 @@ class PostgresJobStore(SQLJobStore):
             self._db.close()
             raise
         self._listener = Listener(url)
+        self._registered_any = False
+        """Whether a thread of this process ever registered as an idle worker."""
+        self._waiting = threading.local()
+        """Per thread: `registered` (waiting as an idle worker), `row` (a registration of this
+        thread may be in `job_waiters`)."""
 
     # --- connections and transactions ----------------------------------------------------------
     def _run(self, body: Callable[[psycopg.Connection], T], access: Access) -> T:
@@ -164,27 +182,101 @@ class PostgresJobStore(SQLJobStore):
             return existing, False
         return self._queued_job(new, now, row["debit_free"], row["debit_paid"]), True
 
-    def claim_next(self, worker_id: str, lease_seconds: float) -> Job | None:
-        """Take the best QUEUED job (priority, then age) for `worker_id`; see the protocol.
-
-        One statement: the inner `SELECT ... FOR UPDATE SKIP LOCKED` passes over rows that
-        other claimers hold at this instant instead of waiting for them.
-        """
+    def claim_batch(self, worker_id: str, lease_seconds: float, limit: int) -> list[Job]:
+        """Take up to `limit` jobs, fair across keys, in one statement (`postgres.claim`); see
+        the protocol. Under a per-key cap, claims take `CAPPED_CLAIM_LOCK` first."""
+        if limit < 1:
+            return []
+        self._leave_waiters()
         now = self._clock()
+        args = {"worker": worker_id, "lease": now + lease_seconds, "now": now, "limit": limit,
+                "cap": self.max_running_per_key}
+
+        def body(conn: psycopg.Connection) -> list[dict]:
+            if self.max_running_per_key:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (CAPPED_CLAIM_LOCK,))
+            return conn.execute(CLAIM_BATCH, args).fetchall()
+
+        rows = self._db.run(body, transaction=bool(self.max_running_per_key))
+        return [row_to_job(row) for row in sorted(rows, key=claim_order)]
+
+    def _complete_without_webhook(
+        self, worker_id: str, results: dict[str, dict[str, Any]], now: float
+    ) -> set[str]:
+        """One statement for the batch: the ids and results travel as two arrays."""
+        ids = list(results)
+        texts = [json.dumps(results[request_id]) for request_id in ids]
         rows = self._db.run(
-            lambda conn: conn.execute(
-                _CLAIM, {"worker": worker_id, "lease": now + lease_seconds, "now": now}
-            ).fetchall(),
+            lambda conn: conn.execute(_COMPLETE_MANY, (now, ids, texts, worker_id)).fetchall(),
             transaction=False,
         )
-        return row_to_job(rows[0]) if rows else None
+        return {row["request_id"] for row in rows}
 
+    # --- rate limits shared by the replicas ------------------------------------------------------
+    def take_rate_token(self, key_id: str, per_minute: int) -> float:
+        """Take one of the key's `per_minute` tokens from its bucket in the database; 0.0 when
+        taken, else the seconds until one is there. See `SharesRateLimits`."""
+        now = self._clock()
+        return self._db.run(lambda conn: take_rate_token(conn, key_id, per_minute, now))
+
+    # --- waking idle workers ---------------------------------------------------------------------
     def wait_for_work(self, timeout: float) -> bool:
-        """Block until a job may have become claimable (an enqueue or re-queue anywhere sent a
-        notification) or `timeout` seconds pass; True when woken. See `JobStore`."""
-        return self._listener.wait(timeout)
+        """Block until a job may have become claimable or `timeout` seconds pass; True when
+        woken. See `WaitsForWork`.
+
+        The calling thread registers as an idle worker (`openremix_register_waiter`, which
+        answers True at once when a job is claimable already); an enqueue then wakes this
+        thread and no other. Its next claim removes a registration nobody used.
+        """
+        listener, local = self._listener, self._waiting
+        if not listener.ready(timeout):
+            return False
+        waiter = listener.waiter_id()
+        wake = listener.take(waiter)
+        if wake is None and not getattr(local, "registered", False):
+            local.row = True
+            try:
+                ready = self._registered_or_ready(waiter)
+            except (psycopg.OperationalError, PoolTimeout):
+                # The server is away: wait as asked; the caller's next claim reports it.
+                return listener.wait(waiter, timeout) is not None
+            if ready:
+                local.row = False
+                return True
+            local.registered = True
+        if wake is None:
+            wake = listener.wait(waiter, timeout)
+        if wake is not None:
+            local.registered = False
+            if wake is Wake.ADDRESSED:  # the enqueue that woke us took the registration
+                local.row = False
+        return wake is not None
+
+    def _registered_or_ready(self, waiter: str) -> bool:
+        """Register this thread as idle; True (and not registered) when a job is claimable
+        already. One attempt: an idle wait is no reason to sit out a reconnect."""
+        channel, now = self._listener.channel, self._clock()
+        self._registered_any = True
+        with self._db.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+            return bool(conn.execute(_REGISTER_WAITER, (waiter, channel, now)).fetchone()["ready"])
+
+    def _leave_waiters(self) -> None:
+        """Before claiming: remove this thread's registration, if an enqueue did not take it,
+        so that a busy worker is never the one an enqueue wakes."""
+        local = self._waiting
+        if getattr(local, "row", False):
+            waiter = self._listener.waiter_id()
+            self._db.run(lambda conn: conn.execute(_LEAVE_WAITERS, (waiter,)),
+                         transaction=False)
+            local.row = local.registered = False
 
     def close(self) -> None:
-        """Stop the listener and close every pooled connection."""
+        """Stop the listener, drop this process's waiter registrations, close the pool."""
         self._listener.close()
+        if self._registered_any:
+            try:  # one attempt: a process that stops must not sit out a reconnect
+                with self._db.pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+                    conn.execute(_LEAVE_CHANNEL, (self._listener.channel,))
+            except (psycopg.Error, PoolTimeout):  # each one left costs one wake-up, once
+                log.warning("could not remove this process's idle-worker registrations")
         self._db.close()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from openremix.jobs.accounts import hash_secret, money, new_key_id, new_secret
+from openremix.jobs.accounts import hash_secret, money, new_key_id, new_secret, parse_scopes
 from openremix.jobs.model import ApiKey
 from openremix.jobs.sql.base import Access, SQLBase
 from openremix.jobs.sql.dialect import Connection
-from openremix.jobs.sql.rows import API_KEY_COLUMNS, INSERT_API_KEY, api_key_values, row_to_api_key
+from openremix.jobs.sql.rows import (
+    API_KEY_COLUMNS,
+    INSERT_API_KEY,
+    api_key_values,
+    row_to_api_key,
+    scopes_json,
+)
 from openremix.jobs.store import UnknownApiKey
 
 
@@ -15,11 +21,17 @@ class SQLApiKeys(SQLBase):
     `openremix_money`, the same rule in both databases)."""
 
     def create_api_key(
-        self, name: str, credits: float, free_credits: float = 0.0, secret: str | None = None
+        self,
+        name: str,
+        credits: float,
+        free_credits: float = 0.0,
+        secret: str | None = None,
+        scopes: tuple[str, ...] | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the secret (generated as "or_..." when None).
 
-        Creating a `secret` that already exists returns the existing record unchanged.
+        `scopes` (checked with `accounts.parse_scopes`; None: everything) limit what it may
+        call. Creating a `secret` that already exists returns the existing record unchanged.
         """
         if secret is None:
             secret = new_secret()
@@ -32,6 +44,7 @@ class SQLApiKeys(SQLBase):
             credits=money(credits),
             free_credits=money(free_credits),
             created_at=self._clock(),
+            scopes=None if scopes is None else parse_scopes(scopes),
         )
 
         def body(conn: Connection) -> ApiKey:
@@ -79,6 +92,18 @@ class SQLApiKeys(SQLBase):
             f"UPDATE api_keys SET credits = openremix_money(credits + ?) WHERE key_id = ?"
             f" RETURNING {API_KEY_COLUMNS}",
             (amount, key_id),
+        )
+        if not rows:
+            raise UnknownApiKey(key_id)
+        return row_to_api_key(rows[0])
+
+    def set_api_key_scopes(self, key_id: str, scopes: tuple[str, ...] | None) -> ApiKey:
+        """Replace a key's scopes (None: everything); `UnknownApiKey` if there is no such key."""
+        stored = None if scopes is None else scopes_json(parse_scopes(scopes))
+        rows = self._rows(
+            Access.WRITE,
+            f"UPDATE api_keys SET scopes = ? WHERE key_id = ? RETURNING {API_KEY_COLUMNS}",
+            (stored, key_id),
         )
         if not rows:
             raise UnknownApiKey(key_id)

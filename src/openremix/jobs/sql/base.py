@@ -33,12 +33,23 @@ class SQLBase:
 
     dialect: ClassVar[Dialect]
 
-    def __init__(self, *, clock: Clock, retention_seconds: float, max_attempts: int) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        retention_seconds: float,
+        max_attempts: int,
+        max_running_per_key: int = 0,
+    ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if max_running_per_key < 0:
+            raise ValueError(f"max_running_per_key must be 0 or more, got {max_running_per_key}")
         self._clock = clock
         self.retention_seconds = float(retention_seconds)
         self.max_attempts = max_attempts
+        self.max_running_per_key = max_running_per_key
+        """The most PROCESSING jobs one API key may have (0: no cap); see `claim_batch`."""
 
     # --- what a backend supplies -----------------------------------------------------------------
     def _run(self, body: Callable[[Connection], T], access: Access) -> T:

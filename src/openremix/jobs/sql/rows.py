@@ -23,7 +23,7 @@ JOB_FIELDS = (
 )
 _JOB_JSON_FIELDS = ("params", "result", "extra")
 API_KEY_FIELDS = ("key_id", "key_hash", "name", "credits", "free_credits", "created_at",
-                  "revoked")
+                  "revoked", "scopes")
 DELIVERY_FIELDS = (
     "delivery_id", "request_id", "url", "event", "payload", "attempts", "created_at",
     "next_attempt_at", "first_attempt_at", "delivered_at", "last_error", "lease_until",
@@ -53,8 +53,15 @@ def job_values(job: Job) -> tuple[Any, ...]:
 
 def api_key_values(key: ApiKey) -> tuple[Any, ...]:
     """The values of `key` in `API_KEY_FIELDS` order (`revoked` a bool, which sqlite3 stores
-    as 1/0 and psycopg as a boolean)."""
-    return tuple(getattr(key, name) for name in API_KEY_FIELDS)
+    as 1/0 and psycopg as a boolean; `scopes` a JSON list, or NULL for "everything")."""
+    values = {name: getattr(key, name) for name in API_KEY_FIELDS}
+    values["scopes"] = scopes_json(key.scopes)
+    return tuple(values.values())
+
+
+def scopes_json(scopes: tuple[str, ...] | None) -> str | None:
+    """How `api_keys.scopes` stores a key's scopes."""
+    return None if scopes is None else json.dumps(list(scopes))
 
 
 def row_to_job(row: Row) -> Job:
@@ -70,6 +77,8 @@ def row_to_api_key(row: Row) -> ApiKey:
     """An `api_keys` row (selected with `API_KEY_COLUMNS`) as an `ApiKey`."""
     values = {name: row[name] for name in API_KEY_FIELDS}
     values["revoked"] = bool(values["revoked"])
+    scopes = values["scopes"]
+    values["scopes"] = None if scopes is None else tuple(json.loads(scopes))
     return ApiKey(**values)
 
 

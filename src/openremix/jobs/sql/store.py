@@ -5,7 +5,7 @@ A backend subclasses it, names its `Dialect`, and supplies what the databases do
 - `_run(body, access)`: how `body(conn)` gets a connection and a transaction (SQLite: a
   connection per thread, writes in `BEGIN IMMEDIATE` with lock retries; PostgreSQL: a pool that
   reconnects, single statements in autocommit), see `sql.base`;
-- `enqueue` and `claim_next`, the two hot paths, each tuned to its database;
+- `enqueue` and `claim_batch`, the two hot paths, each tuned to its database;
 - `_may_sweep(conn)`: whether this transaction may sweep (PostgreSQL: one process at a time);
 - the schema and its migrations.
 
@@ -35,7 +35,7 @@ PROCESSING = JobState.PROCESSING.value
 
 # States are written as literals (not parameters) so that PostgreSQL can use its partial
 # indexes (`WHERE state = 'QUEUED'`, `'PROCESSING'`) in every plan, prepared ones included.
-_COMPLETE = (
+COMPLETE_OWNED = (
     f"UPDATE jobs SET state = '{JobState.COMPLETED.value}', result = ?, error = NULL,"
     f" finished_at = ?, lease_expires_at = NULL"
     f" WHERE request_id = ? AND state = '{PROCESSING}' AND lease_owner = ?"
@@ -144,17 +144,44 @@ class SQLJobStore(SQLApiKeys):
         now = self._clock()
         args = (json.dumps(result), now, request_id, worker_id)
         no_webhook = self.dialect.key_absent("params", WEBHOOK_KEY)
-        if self._count(f"{_COMPLETE} AND {no_webhook}", args):
+        if self._count(f"{COMPLETE_OWNED} AND {no_webhook}", args):
             return True
 
         def body(conn: Connection) -> bool:
-            row = conn.execute(self._sql(f"{_COMPLETE} RETURNING {JOB_COLUMNS}"), args).fetchone()
+            sql = self._sql(f"{COMPLETE_OWNED} RETURNING {JOB_COLUMNS}")
+            row = conn.execute(sql, args).fetchone()
             if row is None:
                 return False
             outbox.record_webhook(conn, self.dialect, row_to_job(row), now)
             return True
 
         return self._run(body, Access.TRANSACTION)
+
+    def claim_next(self, worker_id: str, lease_seconds: float) -> Job | None:
+        """`claim_batch` with a limit of one: the next job (fair across keys), or None."""
+        batch = self.claim_batch(worker_id, lease_seconds, 1)
+        return batch[0] if batch else None
+
+    def claim_batch(self, worker_id: str, lease_seconds: float, limit: int) -> list[Job]:
+        raise NotImplementedError
+
+    def complete_many(self, worker_id: str, results: dict[str, dict[str, Any]]) -> set[str]:
+        """`complete` for several jobs; see the protocol. A backend may finish the jobs without
+        a webhook in one statement (`_complete_without_webhook`); the rest go one by one."""
+        if not results:
+            return set()
+        done = self._complete_without_webhook(worker_id, results, self._clock())
+        for request_id, result in results.items():
+            if request_id not in done and self.complete(request_id, worker_id, result):
+                done.add(request_id)
+        return done
+
+    def _complete_without_webhook(
+        self, worker_id: str, results: dict[str, dict[str, Any]], now: float
+    ) -> set[str]:
+        """Complete those of `results` that carry no webhook and are this worker's, in one
+        statement where the database allows; the ids it completed."""
+        return set()
 
     def fail(
         self,
@@ -267,17 +294,24 @@ class SQLJobStore(SQLApiKeys):
         return 0.0 if oldest is None else max(0.0, now - float(oldest))
 
     def queue_position(self, request_id: str) -> int | None:
-        """0-based count of QUEUED jobs claimed before this one; None when it is not QUEUED."""
+        """0-based count of QUEUED jobs claimed before this one, in `claim_batch`'s fair order
+        (priority, then slot, then age; a per-key cap is not foreseen); None when not QUEUED."""
         now = self._clock()
         order = self.dialect.insert_order
         row = self._row(
-            f"SELECT (SELECT COUNT(*) FROM jobs AS o WHERE o.state = '{QUEUED}'"
-            f"   AND o.expires_at > ? AND (o.priority > t.priority OR (o.priority = t.priority"
+            f"WITH running AS (SELECT api_key_id, COUNT(*) AS n FROM jobs"
+            f"   WHERE state = '{PROCESSING}' GROUP BY api_key_id),"
+            f" queued AS (SELECT j.request_id, j.priority, j.created_at, j.{order} AS ord,"
+            f"   COALESCE(r.n, 0) + ROW_NUMBER() OVER (PARTITION BY j.api_key_id"
+            f"     ORDER BY j.priority DESC, j.created_at, j.{order}) AS slot"
+            f"   FROM jobs AS j LEFT JOIN running AS r ON r.api_key_id = j.api_key_id"
+            f"   WHERE j.state = '{QUEUED}' AND j.expires_at > ?)"
+            f" SELECT (SELECT COUNT(*) FROM queued AS o WHERE o.priority > t.priority"
+            f"   OR (o.priority = t.priority AND (o.slot < t.slot OR (o.slot = t.slot"
             f"   AND (o.created_at < t.created_at"
-            f"   OR (o.created_at = t.created_at AND o.{order} < t.{order}))))) AS position"
-            f" FROM jobs AS t WHERE t.request_id = ? AND t.state = '{QUEUED}'"
-            f" AND t.expires_at > ?",
-            (now, request_id, now),
+            f"   OR (o.created_at = t.created_at AND o.ord < t.ord)))))) AS position"
+            f" FROM queued AS t WHERE t.request_id = ?",
+            (now, request_id),
         )
         return None if row is None else int(row["position"])
 

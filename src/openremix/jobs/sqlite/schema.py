@@ -124,7 +124,14 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
 CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+# Version 3 (issue 15): the fair claim walks keys with QUEUED jobs and counts each key's
+# PROCESSING ones (`SQLiteJobStore.claim_batch`); keys may be limited to wires and models.
+_V3 = """
+CREATE INDEX jobs_key_state ON jobs (state, api_key_id, priority DESC, created_at);
+ALTER TABLE api_keys ADD COLUMN scopes TEXT;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """`MIGRATIONS[i]` upgrades schema version `i` to `i + 1`."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,39 +7,67 @@ thread or process of the machine, can interleave inside it.
 
 What SQLite and PostgreSQL share (finishing jobs, sweeps, the webhook outbox, API keys) is
 `jobs.sql.store.SQLJobStore`; this module holds the connections and transactions, `enqueue`
-(the credit rule of `jobs.accounts`, in Python) and `claim_next`.
+(the credit rule of `jobs.accounts`, in Python) and `claim_batch`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from openremix.jobs.accounts import split_debit
 from openremix.jobs.model import Clock, Job, NewJob, system_clock
 from openremix.jobs.outbox import WebhookDelivery
+from openremix.jobs.params import WEBHOOK_KEY
 from openremix.jobs.sql import outbox
 from openremix.jobs.sql.base import Access
 from openremix.jobs.sql.dialect import Dialect
 from openremix.jobs.sql.rows import INSERT_JOB, JOB_COLUMNS, job_values, row_to_job
-from openremix.jobs.sql.store import PROCESSING, QUEUED, SQLJobStore
+from openremix.jobs.sql.store import COMPLETE_OWNED, PROCESSING, QUEUED, SQLJobStore
 from openremix.jobs.sqlite.backup import checkpoint
 from openremix.jobs.sqlite.schema import connect, migrate, retry_locked
 from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, UnknownApiKey
 
 T = TypeVar("T")
 
+# The fair batch claim (the rule: `JobStore.claim_batch`; PostgreSQL's statement:
+# `postgres.claim`). Keys with QUEUED jobs by a loose index scan; per key its PROCESSING count
+# and its first `limit` QUEUED jobs; each job's slot = running + rank within its key.
+# (SQLite's LIMIT cannot depend on the key, so the cap filters slots instead.)
+_CLAIM_CANDIDATES = f"""
+WITH RECURSIVE keys(api_key_id) AS (
+    SELECT (SELECT api_key_id FROM jobs WHERE state = '{QUEUED}' ORDER BY api_key_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.api_key_id FROM jobs AS j WHERE j.state = '{QUEUED}'
+            AND j.api_key_id > keys.api_key_id ORDER BY j.api_key_id LIMIT 1)
+    FROM keys WHERE keys.api_key_id IS NOT NULL
+), load AS (
+    SELECT k.api_key_id,
+           (SELECT COUNT(*) FROM jobs AS r
+             WHERE r.state = '{PROCESSING}' AND r.api_key_id = k.api_key_id) AS running
+    FROM keys AS k WHERE k.api_key_id IS NOT NULL
+), candidates AS (
+    SELECT q.rowid AS rid, q.priority, q.created_at,
+           l.running + ROW_NUMBER() OVER (PARTITION BY q.api_key_id
+                                          ORDER BY q.priority DESC, q.created_at, q.rowid) AS slot
+    FROM load AS l JOIN jobs AS q ON q.rowid IN (
+        SELECT x.rowid FROM jobs AS x
+        WHERE x.state = '{QUEUED}' AND x.api_key_id = l.api_key_id AND x.expires_at > :now
+        ORDER BY x.priority DESC, x.created_at, x.rowid LIMIT :limit)
+)
+SELECT rid FROM candidates WHERE :cap = 0 OR slot <= :cap
+ORDER BY priority DESC, slot, created_at, rid LIMIT :limit
+"""
 _CLAIM = (
     f"UPDATE jobs SET state = '{PROCESSING}', lease_owner = ?, lease_expires_at = ?,"
     f" attempts = attempts + 1, started_at = COALESCE(started_at, ?),"
     f" progress_step = 0, progress_total = 0"
-    f" WHERE rowid = (SELECT rowid FROM jobs WHERE state = '{QUEUED}' AND expires_at > ?"
-    f"  ORDER BY priority DESC, created_at, rowid LIMIT 1)"
-    f" RETURNING {JOB_COLUMNS}"
+    f" WHERE rowid = ? AND state = '{QUEUED}' RETURNING {JOB_COLUMNS}"
 )
 
 
@@ -72,11 +100,12 @@ class SQLiteJobStore(SQLJobStore):
         clock: Clock = system_clock,
         retention_seconds: float = 3600,
         max_attempts: int = 3,
+        max_running_per_key: int = 0,
     ) -> None:
         if str(path) == ":memory:" or str(path).startswith("file::memory:"):
             raise ValueError("SQLiteJobStore needs a file path; ':memory:' is per connection")
         super().__init__(clock=clock, retention_seconds=retention_seconds,
-                         max_attempts=max_attempts)
+                         max_attempts=max_attempts, max_running_per_key=max_running_per_key)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -168,13 +197,34 @@ class SQLiteJobStore(SQLJobStore):
 
         return self._write(body)
 
-    def claim_next(self, worker_id: str, lease_seconds: float) -> Job | None:
-        """Take the best QUEUED job (priority, then age) for `worker_id`; see the protocol."""
+    def claim_batch(self, worker_id: str, lease_seconds: float, limit: int) -> list[Job]:
+        """Take up to `limit` jobs, fair across keys; see the protocol. `BEGIN IMMEDIATE`
+        makes the pick and the updates one step that no other claimer interleaves with."""
+        if limit < 1:
+            return []
 
-        def body(conn: sqlite3.Connection) -> Job | None:
+        def body(conn: sqlite3.Connection) -> list[Job]:
             now = self._clock()
-            rows = conn.execute(_CLAIM, (worker_id, now + lease_seconds, now, now)).fetchall()
-            return row_to_job(rows[0]) if rows else None
+            picked = conn.execute(
+                _CLAIM_CANDIDATES, {"now": now, "limit": limit, "cap": self.max_running_per_key}
+            ).fetchall()
+            lease = (worker_id, now + lease_seconds, now)
+            rows = [conn.execute(_CLAIM, (*lease, rid)).fetchone() for (rid,) in picked]
+            return [row_to_job(row) for row in rows if row is not None]
+
+        return self._write(body)
+
+    def _complete_without_webhook(
+        self, worker_id: str, results: dict[str, dict[str, Any]], now: float
+    ) -> set[str]:
+        """All in one transaction: one commit for the batch."""
+        sql = f"{COMPLETE_OWNED} AND {self.dialect.key_absent('params', WEBHOOK_KEY)}"
+
+        def body(conn: sqlite3.Connection) -> set[str]:
+            return {
+                request_id for request_id, result in results.items()
+                if conn.execute(sql, (json.dumps(result), now, request_id, worker_id)).rowcount
+            }
 
         return self._write(body)
 
