@@ -94,7 +94,11 @@ def keys_list(data_dir: Path | None = DataOpt) -> None:
     from openremix.server.wiring import open_store
 
     store = open_store(existing_store(settings_for(data_dir=data_dir)))
-    table = Table("key id", "name", "credits", "free credits", "revoked")
+    table = Table()
+    for column in ("key id", "name"):  # ids and names whole, so they can be copied
+        table.add_column(column, no_wrap=True)
+    for column in ("credits", "free credits", "revoked"):
+        table.add_column(column)
     table.add_column("scopes", overflow="fold")  # shown whole, however narrow the terminal
     for record in store.list_api_keys():
         table.add_row(record.key_id, record.name, f"{record.credits:g}",
