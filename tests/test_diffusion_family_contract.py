@@ -107,3 +107,13 @@ def test_progress_counts_every_step_and_cancel_stops_between_steps(
     denoiser = getattr(engine.pipe, "unet", None) or engine.pipe.transformer
     assert "forward" not in denoiser.__dict__  # per-job wrappers are gone
     assert remix(engine).image is not None  # and the engine still works
+
+
+def test_style_and_palette_reach_the_conditioning_prompt_and_the_output(
+        engine: DiffusersEngine) -> None:
+    plain = remix(engine)
+    for kw in ({"style_type": "DESIGN"}, {"style_codes": ["A1B2C3D4"]},
+               {"color_palette": {"name": "ULTRAMARINE"}}):
+        styled = remix(engine, **kw)
+        assert styled.details["conditioning_prompt"] != plain.details["conditioning_prompt"], kw
+        assert np.abs(pixels(styled) - pixels(plain)).mean() > 0.002, kw

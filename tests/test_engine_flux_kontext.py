@@ -93,15 +93,6 @@ def test_progress_counts_the_denoising_steps_of_the_run(engine: DiffusersEngine)
     assert len(steps) == out.details["denoise_steps"] == 8  # 14 - int(14 - 14 * 0.52)
 
 
-def test_style_and_palette_reach_the_instruction_and_the_output(engine: DiffusersEngine) -> None:
-    plain = remix(engine)
-    for kw in ({"style_type": "DESIGN"}, {"style_codes": ["A1B2C3D4"]},
-               {"color_palette": {"name": "ULTRAMARINE"}}):
-        styled = remix(engine, **kw)
-        assert styled.details["conditioning_prompt"] != plain.details["conditioning_prompt"]
-        assert np.abs(pixels(styled) - pixels(plain)).mean() > 0.002, kw
-
-
 def test_a_negative_prompt_runs_true_cfg_in_calls_of_its_own(engine: DiffusersEngine) -> None:
     plain, negative = remix(engine), remix(engine, negative_prompt="blurry")
     assert negative.warnings == [] and negative.details["negative_prompt"] == "blurry"

@@ -151,15 +151,6 @@ def test_progress_counts_the_denoising_steps_of_the_run(engine: DiffusersEngine)
     assert steps == [(s, out.details["denoise_steps"]) for s in range(1, len(steps) + 1)]
 
 
-def test_style_and_palette_reach_the_caption_and_the_output(engine: DiffusersEngine) -> None:
-    plain = remix(engine)
-    for kw in ({"style_type": "DESIGN"}, {"style_codes": ["A1B2C3D4"]},
-               {"color_palette": {"name": "ULTRAMARINE"}}):
-        styled = remix(engine, **kw)
-        assert styled.details["conditioning_prompt"] != plain.details["conditioning_prompt"]
-        assert np.abs(pixels(styled) - pixels(plain)).mean() > 0.002, kw
-
-
 def test_a_negative_prompt_is_reported_unused(engine: DiffusersEngine) -> None:
     plain, negative = remix(engine), remix(engine, negative_prompt="blurry")
     assert negative.warnings == [im.NEGATIVE_WARNING]
