@@ -10,28 +10,17 @@ the input and the output).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable
 
 from PIL import Image
 from skimage import data
 
+from bench.bench_style_engine import median_seconds
 from openremix.contract.request import RemixRequest
 from openremix.engine.base import EngineInput
 from openremix.engine.image_safety import NsfwClassifier
 from openremix.engine.screen import ScreenedEngine
 from openremix.engine.style.engine import StyleEngine
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
