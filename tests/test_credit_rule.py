@@ -9,7 +9,7 @@ from dataclasses import astuple
 
 import pytest
 
-from openremix.jobs.accounts import Debit, money, split_debit
+from openremix.jobs.accounts import Debit, money, partial_refund, split_debit
 from openremix.jobs.sqlite.schema import connect
 from tests.support.pg_server import PSYCOPG_HINT
 
@@ -102,3 +102,19 @@ def test_python_and_plpgsql_give_the_same_answers(postgres_db: str) -> None:
                 mismatches.append(f"{case}: PL/pgSQL {Debit(*row)}, Python "
                                   f"{split_debit(free, paid, cost)}")
     assert mismatches == []
+
+
+@pytest.mark.parametrize(
+    ("free", "paid", "fraction", "expected"),
+    [(1.0, 2.0, 1 / 3, (0.0, 1.0)), (1.0, 0.5, 0.5, (0.25, 0.5)), (0.0, 0.3, 1.0, (0.0, 0.3)),
+     (0.2, 0.0, 0.5, (0.1, 0.0)), (1.0, 2.0, 0.0, (0.0, 0.0))],
+)
+def test_a_partial_refund_returns_paid_credits_first(
+    free: float, paid: float, fraction: float, expected: tuple[float, float]
+) -> None:
+    assert partial_refund(free, paid, fraction) == expected
+
+
+def test_a_partial_refund_is_a_fraction_of_the_debit() -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        partial_refund(1.0, 1.0, 1.5)

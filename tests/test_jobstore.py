@@ -443,6 +443,31 @@ def test_completed_job_keeps_its_debit(store: JobStore) -> None:
     assert balance(store, key) == (0.0, 1.0)
 
 
+def test_completing_with_a_refund_fraction_gives_back_paid_credits_first(
+    store: JobStore,
+) -> None:
+    key = make_key(store, credits=5.0, free_credits=1.0)
+    request_id = enqueue(store, key, cost=3.0)  # 1.0 free + 2.0 paid: three images
+    store.claim_next("w", LEASE)
+    assert not store.complete(request_id, "intruder", {}, 1 / 3)
+    assert balance(store, key) == (0.0, 3.0)  # nothing given back to another worker's job
+    assert store.complete(request_id, "w", {"images": 3}, 1 / 3)  # one image was blocked
+    job = store.get(request_id)
+    assert job is not None and job.state is JobState.COMPLETED
+    assert job.cost == 2.0 and job.result == {"images": 3}
+    assert balance(store, key) == (0.0, 4.0)
+    assert not store.fail(request_id, None, "late cancel")  # a COMPLETED job keeps the rest
+    assert balance(store, key) == (0.0, 4.0)
+
+
+def test_a_refund_larger_than_the_paid_part_returns_free_credits_too(store: JobStore) -> None:
+    key = make_key(store, credits=5.0, free_credits=1.0)
+    request_id = enqueue(store, key, cost=1.5)  # 1.0 free + 0.5 paid
+    store.claim_next("w", LEASE)
+    assert store.complete(request_id, "w", {}, 0.5)
+    assert balance(store, key) == (0.25, 5.0)
+
+
 def test_insufficient_credits_changes_nothing(store: JobStore) -> None:
     key = make_key(store, credits=0.5, free_credits=0.25)
     new = new_job(key, cost=1.0)

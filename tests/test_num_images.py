@@ -132,8 +132,9 @@ def test_blocked_images_are_listed_without_a_url_and_never_stored(store, key, tm
     assert blocked["seed"] == 6 and blocked["is_image_safe"] is False
     assert "output_key" not in blocked
     assert len(stored_files(tmp_path)) == 2
-    # Blocked images of a job that completes are charged (the store refunds whole jobs).
-    assert store.get_api_key(key.key_id).credits == pytest.approx(7.0)
+    # The blocked image is not charged: one of the three credits went back, and the job says so.
+    assert store.get_api_key(key.key_id).credits == pytest.approx(8.0)
+    assert job.cost == pytest.approx(2.0)
 
 
 def test_a_job_whose_every_image_is_blocked_fails_and_is_refunded(store, key, tmp_path):

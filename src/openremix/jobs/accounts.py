@@ -73,6 +73,17 @@ def split_debit(free: float, paid: float, cost: float) -> Debit:
                  money(paid - from_paid))
 
 
+def partial_refund(debit_free: float, debit_paid: float, fraction: float) -> tuple[float, float]:
+    """What to give back, as (to free, to paid), when a `fraction` of a job's debit bought
+    nothing (the blocked images of a job that completes with the others): paid credits first,
+    since the debit took them last, then free ones; each amount rounded with `money`."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be from 0 to 1, got {fraction}")
+    amount = money((debit_free + debit_paid) * fraction)
+    to_paid = money(min(debit_paid, amount))
+    return money(amount - to_paid), to_paid
+
+
 def hash_secret(secret: str) -> str:
     """The stored form of an API key secret: its SHA-256, hex."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()

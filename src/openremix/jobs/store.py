@@ -121,8 +121,16 @@ class JobStore(Protocol):
         """Record step progress; False when the job is no longer this worker's."""
         ...
 
-    def complete(self, request_id: str, worker_id: str, result: dict[str, Any]) -> bool:
-        """PROCESSING -> COMPLETED with `result`, only if `worker_id` still holds the lease."""
+    def complete(
+        self,
+        request_id: str,
+        worker_id: str,
+        result: dict[str, Any],
+        refund_fraction: float = 0.0,
+    ) -> bool:
+        """PROCESSING -> COMPLETED with `result`, only if `worker_id` still holds the lease.
+        `refund_fraction` (0..1) of the job's debit goes back to its key in the same
+        transaction (images that were blocked); the job's `cost` becomes what was charged."""
         ...
 
     def complete_many(self, worker_id: str, results: dict[str, dict[str, Any]]) -> set[str]:

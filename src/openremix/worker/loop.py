@@ -311,7 +311,7 @@ class Worker:
     def _finish(self, item: _Running, outputs: list[EngineOutput], inference_time: float) -> None:
         """Store the job's safe images and finish it: COMPLETED with at least one image, else
         FAILED (and refunded) with the first image's error. A blocked image (`image` None) is
-        listed in `images` without a key: nothing unsafe is ever stored."""
+        listed in `images` without a key (nothing unsafe is ever stored) and not charged."""
         job, params = item.job, item.params
         first = outputs[0]
         result: dict[str, Any] = {
@@ -337,7 +337,9 @@ class Worker:
         lead = stored[0]
         result.update({key: lead[key] for key in ("seed", "prompt", "is_image_safe",
                                                    "output_key", "content_type", "file_size")})
-        if not self.store.complete(job.request_id, self.worker_id, result):
+        # Blocked images are not charged: their share of the debit goes back as the job ends.
+        unbilled = (len(images) - len(stored)) / len(images)
+        if not self.store.complete(job.request_id, self.worker_id, result, unbilled):
             # The lease was lost meanwhile: another worker owns the job now; drop our copies.
             for image in stored:
                 self.storage.delete(image["output_key"])

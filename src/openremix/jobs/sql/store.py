@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from openremix.jobs.accounts import money, partial_refund
 from openremix.jobs.model import Job, JobState, NewJob, allowed_transition
 from openremix.jobs.outbox import WebhookDelivery
 from openremix.jobs.params import WEBHOOK_KEY
@@ -135,19 +136,29 @@ class SQLJobStore(SQLApiKeys):
             "progress_step = ?, progress_total = ?", (step, total), request_id, worker_id
         )
 
-    def complete(self, request_id: str, worker_id: str, result: dict[str, Any]) -> bool:
+    def complete(
+        self,
+        request_id: str,
+        worker_id: str,
+        result: dict[str, Any],
+        refund_fraction: float = 0.0,
+    ) -> bool:
         """PROCESSING -> COMPLETED with `result`, only while `worker_id` holds the lease.
 
-        A job without a webhook is finished by one statement; one with a webhook (or one this
-        worker does not hold) goes through a transaction that also writes the outbox message.
+        A job without a webhook or refund is finished by one statement; the others go through a
+        transaction that also writes the outbox message and gives back `refund_fraction` of the
+        debit (`accounts.partial_refund`), lowering the job's `cost` to what it was charged.
         """
         now = self._clock()
         args = (json.dumps(result), now, request_id, worker_id)
         no_webhook = self.dialect.key_absent("params", WEBHOOK_KEY)
-        if self._count(f"{COMPLETE_OWNED} AND {no_webhook}", args):
+        if not refund_fraction and self._count(f"{COMPLETE_OWNED} AND {no_webhook}", args):
             return True
 
         def body(conn: Connection) -> bool:
+            if refund_fraction and not self._refund_part(conn, request_id, worker_id,
+                                                         refund_fraction):
+                return False
             sql = self._sql(f"{COMPLETE_OWNED} RETURNING {JOB_COLUMNS}")
             row = conn.execute(sql, args).fetchone()
             if row is None:
@@ -156,6 +167,33 @@ class SQLJobStore(SQLApiKeys):
             return True
 
         return self._run(body, Access.TRANSACTION)
+
+    def _refund_part(
+        self, conn: Connection, request_id: str, worker_id: str, fraction: float
+    ) -> bool:
+        """Within `complete`'s transaction: give `fraction` of the job's debit back to its key
+        and record it (the debit buckets in `extra` shrink, so no later refund returns it
+        twice). False when the job is not this worker's."""
+        row = conn.execute(
+            self._sql(
+                "SELECT state, lease_owner, api_key_id, cost, extra FROM jobs"
+                f" WHERE request_id = ?{self.dialect.lock_rows}"
+            ),
+            (request_id,),
+        ).fetchone()
+        if row is None or row["state"] != PROCESSING or row["lease_owner"] != worker_id:
+            return False
+        extra = json.loads(row["extra"])
+        debit_free, debit_paid = extra.get("debit_free", 0.0), extra.get("debit_paid", 0.0)
+        to_free, to_paid = partial_refund(debit_free, debit_paid, fraction)
+        conn.execute(self._sql(_REFUND), (to_free, to_paid, row["api_key_id"]))
+        extra.update(debit_free=money(debit_free - to_free), debit_paid=money(debit_paid - to_paid),
+                     refunded_part=money(to_free + to_paid))
+        conn.execute(
+            self._sql("UPDATE jobs SET cost = ?, extra = ? WHERE request_id = ?"),
+            (money(row["cost"] - to_free - to_paid), json.dumps(extra), request_id),
+        )
+        return True
 
     def claim_next(self, worker_id: str, lease_seconds: float) -> Job | None:
         """`claim_batch` with a limit of one: the next job (fair across keys), or None."""
