@@ -163,6 +163,16 @@ def test_hostile_json_in_a_multipart_field_is_a_400(server):
     assert answer.json()["error"].startswith("color_palette: is nested too deeply")
 
 
+def test_a_file_in_a_text_field_of_a_multipart_submit_is_a_400(server):
+    answer = httpx.post(f"{server.base_url}/v2/{MODEL}", data={"image_weight": "40"},
+                        headers=HEADERS, timeout=30,
+                        files=[("image", ("a.png", png_bytes(), "image/png")),
+                               ("prompt", ("p.txt", b"pop art", "text/plain"))])
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == ("prompt: must be a text field, not a file (files go in "
+                                      "image or style_reference_images)")
+
+
 def test_curl_default_content_type_with_a_json_body_is_accepted(server, image):
     answer = httpx.post(f"{server.base_url}/v2/{MODEL}",
                         content=f'{{"image": "{image}", "prompt": "pop art"}}'.encode(),

@@ -116,6 +116,7 @@ def test_v4_remix_takes_text_prompt_and_answers_2k_by_default(server):
     ("3", {"prompt": "p"}, [("image", (None, "https://example.com/a.jpg"))],
      "image: must be a file upload"),
     ("3", {"prompt": "p"}, [("image", ("a.jpg", b"not an image", "image/jpeg"))], "image:"),
+    ("3", {}, [("prompt", ("p.txt", b"p", "text/plain"))], "prompt: must be a text field"),
     ("3", {"prompt": ""}, None, "prompt: "),
     ("4", {"prompt": "p"}, None, "text_prompt: is required"),
     ("4", {"text_prompt": "p", "resolution": "1024x1024"}, None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -121,7 +122,7 @@ async def read_submit_body(request: Request, limit: int) -> dict[str, Any]:
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        return await _read_multipart(request, limit)
+        return await _read_multipart(request, limit, SEGMIND_FORM)
     raw = await read_limited_body(request, limit)
     is_json_type = content_type == "application/json" or content_type.endswith("+json")
     try:
@@ -139,49 +140,39 @@ async def read_submit_body(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-async def _read_multipart(request: Request, limit: int) -> dict[str, Any]:
-    _refuse_declared_oversize(request, limit)
-    try:
-        form = await request.form(max_part_size=limit)
-    except ClientDisconnect:
-        raise _client_gone(request) from None
-    except Exception as exc:
-        raise ApiError(400, f"body: is not valid multipart/form-data ({exc})") from None
-    body: dict[str, Any] = {}
-    try:
-        for name in form:
-            values = [await _form_value(name, v) for v in form.getlist(name)]
-            if name == "style_reference_images":
-                flat: list[Any] = []
-                for value in values:
-                    flat.extend(value if isinstance(value, list) else [value])
-                body[name] = flat
-            else:
-                body[name] = values[-1]
-    finally:
-        await form.close()
-    return body
+@dataclass(frozen=True)
+class FormRules:
+    """How one wire's multipart form becomes a dict of parameters."""
+
+    files: frozenset[str]
+    """Fields that take file uploads (each becomes a data URI, checked like an inline image);
+    a file in any other field is a 400."""
+    lists: frozenset[str]
+    """Fields that collect every value given (repeated fields, or one JSON list)."""
+    json_fields: frozenset[str]
+    """Text decoded as JSON where it parses (numbers, objects), else kept for validation to
+    name the rule."""
+    uploads_only: bool = False
+    """A wire that takes files only (Ideogram's, OpenAI's): text in a file field is a 400, and
+    `name[]` (how OpenAI's SDK names repeated fields) is `name`."""
 
 
-async def read_wire_form(
-    request: Request,
-    limit: int,
-    *,
-    files: frozenset[str],
-    lists: frozenset[str],
-    json_fields: frozenset[str],
-) -> dict[str, Any]:
-    """A multipart form of a wire that takes files only (Ideogram's, OpenAI's) as a dict.
+SEGMIND_FORM = FormRules(files=_FILE_FIELDS, lists=frozenset({"style_reference_images"}),
+                         json_fields=_JSON_FORM_FIELDS)
+"""Segmind's wire as multipart (an extension): files or text (URLs, base64) in file fields."""
 
-    Fields in `files` must be file uploads (they become data URIs, checked like any inline
-    image); fields in `lists` collect every value given (repeated fields, or one JSON list);
-    text in `json_fields` is decoded as JSON where it parses (numbers, objects), else kept for
-    validation to name the rule. Anything but multipart/form-data answers 400.
-    """
+
+async def read_wire_form(request: Request, limit: int, rules: FormRules) -> dict[str, Any]:
+    """A wire's multipart form as a dict (see `FormRules`); anything but multipart/form-data
+    answers 400."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "multipart/form-data":
         raise ApiError(400, "body: must be multipart/form-data (got "
                             f"{content_type or 'no content type'})", field="body")
+    return await _read_multipart(request, limit, rules)
+
+
+async def _read_multipart(request: Request, limit: int, rules: FormRules) -> dict[str, Any]:
     _refuse_declared_oversize(request, limit)
     try:
         form = await request.form(max_part_size=limit)
@@ -193,18 +184,13 @@ async def read_wire_form(
     body: dict[str, Any] = {}
     try:
         for raw_name in form:
-            name = raw_name[:-2] if raw_name.endswith("[]") else raw_name
+            name = raw_name[:-2] if rules.uploads_only and raw_name.endswith("[]") else raw_name
             values: list[Any] = []
             for value in form.getlist(raw_name):
-                if name in files and not isinstance(value, UploadFile):
-                    raise ApiError(400, f"{name}: must be a file upload (JPEG, PNG or WebP)",
-                                   field=name)
-                if isinstance(value, UploadFile) and name not in files:
-                    raise ApiError(400, f"{name}: must be a text field, not a file", field=name)
-                decoded = await _form_value(name, value, json_fields, files)
-                values.extend(decoded if isinstance(decoded, list) and name in lists
+                decoded = await _form_value(name, value, rules)
+                values.extend(decoded if isinstance(decoded, list) and name in rules.lists
                               else [decoded])
-            if name in lists:
+            if name in rules.lists:
                 body.setdefault(name, []).extend(values)
             else:
                 body[name] = values[-1]
@@ -213,22 +199,19 @@ async def read_wire_form(
     return body
 
 
-async def _form_value(
-    name: str,
-    value: str | UploadFile,
-    json_fields: frozenset[str] = _JSON_FORM_FIELDS,
-    file_fields: frozenset[str] = _FILE_FIELDS,
-) -> Any:
+async def _form_value(name: str, value: str | UploadFile, rules: FormRules) -> Any:
     if isinstance(value, UploadFile):
-        if name not in file_fields:
-            raise ApiError(400, f"{name}: a file is only accepted for image or "
-                                "style_reference_images")
+        if name not in rules.files:
+            raise ApiError(400, f"{name}: must be a text field, not a file (files go in "
+                                f"{' or '.join(sorted(rules.files))})", field=name)
         data = await value.read()
         mime = value.content_type or "application/octet-stream"
         if not mime.startswith("image/"):
             mime = "image/png"  # decoding checks the real format later
         return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    if name in json_fields:
+    if rules.uploads_only and name in rules.files:
+        raise ApiError(400, f"{name}: must be a file upload (JPEG, PNG or WebP)", field=name)
+    if name in rules.json_fields:
         try:
             return _load_json(value)
         except _TooDeep:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from openremix.api.errors import ApiError
-from openremix.api.request_body import read_wire_form
+from openremix.api.request_body import FormRules, read_wire_form
 from openremix.api.responses import Urls
 from openremix.api.submission import Submission, admit, enqueue_remix, wait_finished
 from openremix.contract import ideogram
@@ -24,6 +24,8 @@ from openremix.jobs.model import Job, JobState
 from openremix.jobs.params import result_images
 
 router = APIRouter(tags=["ideogram"])
+_FORM = FormRules(files=ideogram.FILE_FIELDS, lists=ideogram.LIST_FIELDS,
+                  json_fields=ideogram.JSON_FIELDS, uploads_only=True)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ideogram.IdeogramError, "description": description}
@@ -69,10 +71,7 @@ def ideogram_body(job: Job, urls: Urls, version: ideogram.IdeogramVersion) -> di
 async def _remix(request: Request, version: ideogram.IdeogramVersion) -> JSONResponse:
     started = time.monotonic()
     state, key = await admit(request, MODEL_SLUG, "ideogram")
-    form = await read_wire_form(
-        request, state.settings.max_body_bytes, files=ideogram.FILE_FIELDS,
-        lists=ideogram.LIST_FIELDS, json_fields=ideogram.JSON_FIELDS,
-    )
+    form = await read_wire_form(request, state.settings.max_body_bytes, _FORM)
     remix, num_images = ideogram.parse_ideogram_remix(form, version)
     job = await enqueue_remix(request, state, key, MODEL_SLUG,
                               Submission(remix, [], num_images=num_images))

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from openremix.api.errors import ApiError
-from openremix.api.request_body import read_wire_form
+from openremix.api.request_body import FormRules, read_wire_form
 from openremix.api.responses import Urls
 from openremix.api.state import AppState
 from openremix.api.submission import Submission, admit, enqueue_remix, wait_finished
@@ -28,6 +28,8 @@ from openremix.jobs.params import result_images
 from openremix.media.storage import read_verified
 
 router = APIRouter(tags=["openai"])
+_FORM = FormRules(files=wire.FILE_FIELDS, lists=wire.LIST_FIELDS, json_fields=wire.JSON_FIELDS,
+                  uploads_only=True)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": wire.OpenAIError, "description": description}
@@ -74,10 +76,7 @@ async def _images(state: AppState, job: Job, response_format: str, urls: Urls) -
 async def images_edit(request: Request) -> JSONResponse:
     started = time.monotonic()
     state, key = await admit(request, MODEL_SLUG, "openai")
-    form = await read_wire_form(
-        request, state.settings.max_body_bytes, files=wire.FILE_FIELDS, lists=wire.LIST_FIELDS,
-        json_fields=wire.JSON_FIELDS,
-    )
+    form = await read_wire_form(request, state.settings.max_body_bytes, _FORM)
     edit = wire.parse_openai_edit(form)
     if edit.model is not None and edit.model not in MODEL_SLUGS:
         raise ApiError(404, f"The model `{edit.model}` does not exist; this server serves "
