@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from openremix.jobs.model import ApiKey, JobState, NewJob
+from openremix.jobs.model import ApiKey, ExpiredJob, JobState, NewJob
 from openremix.jobs.outbox import encode_payload
 from openremix.jobs.params import WEBHOOK_KEY
 from openremix.jobs.sql import outbox as sql_outbox
@@ -655,7 +655,9 @@ def test_expired_jobs_vanish_and_expire_returns_their_results(
     assert store.queue_depth() == 1
     claimed = store.claim_next("w", LEASE)
     assert claimed is not None and claimed.request_id == keeper
-    assert store.expire() == [{"output_key": "abc.jpg"}]
+    expired = sorted(store.expire(), key=lambda job: job.request_id != done)
+    assert expired == [ExpiredJob(done, {"output_key": "abc.jpg"}, ran=True),
+                       ExpiredJob(never_ran, None, ran=False)]
     assert store.expire() == []
     assert store.get(keeper) is not None
 

@@ -147,3 +147,26 @@ def test_the_diffusion_engine_previews_each_job_of_a_batch(tmp_path: Path) -> No
     generation = 64 // engine.pipe.vae_scale_factor
     assert all(sizes == {0: (generation, generation), 1: (generation, generation)}
                for _, _, sizes in seen)
+
+
+def test_the_sweep_deletes_the_preview_a_killed_worker_left(tmp_path: Path) -> None:
+    from openremix.jobs.model import NewJob
+    from openremix.jobs.sqlite.store import SQLiteJobStore
+    from openremix.media.previews import encode_preview
+    from openremix.worker.sweeper import Sweeper
+
+    now = [1_000_000.0]
+    jobs = SQLiteJobStore(tmp_path / "jobs.db", clock=lambda: now[0], retention_seconds=60)
+    storage = LocalStorage(tmp_path / "out")
+    owner, _ = jobs.create_api_key("k", credits=5)
+    for request_id in ("ran", "waited"):
+        jobs.enqueue(NewJob(request_id, "m", owner.key_id, {}, 1.0))
+    assert jobs.claim_next("killed-worker", 30).request_id == "ran"
+    # The worker stored a preview, then was killed: nothing of it ran `clear()`.
+    storage.put(preview_key("ran"), encode_preview(Image.new("RGB", (8, 8)), 2, 4), "image/jpeg")
+    storage.put("unrelated.jpg", b"x", "image/jpeg")
+    now[0] += 61  # past the retention
+    Sweeper(jobs, storage).sweep()
+    assert not storage.exists(preview_key("ran"))
+    assert storage.exists("unrelated.jpg")
+    jobs.close()

@@ -65,6 +65,17 @@ class NewJob:
     inside the enqueue transaction, so concurrent submits never overshoot it."""
 
 
+@dataclass(frozen=True)
+class ExpiredJob:
+    """A job the retention sweep deleted: what its blobs are (`JobStore.expire`)."""
+
+    request_id: str
+    result: dict[str, Any] | None
+    """Its result (the output keys to delete), None when it never finished."""
+    ran: bool
+    """Whether a worker ever claimed it (one may have left a live preview behind)."""
+
+
 @dataclass
 class Job:
     request_id: str

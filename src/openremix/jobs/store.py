@@ -10,7 +10,7 @@ import errno
 import sqlite3
 from typing import Any, Protocol
 
-from openremix.jobs.model import ApiKey, Job, NewJob
+from openremix.jobs.model import ApiKey, ExpiredJob, Job, NewJob
 from openremix.jobs.outbox import WebhookDelivery
 
 
@@ -158,9 +158,9 @@ class JobStore(Protocol):
         attempts are FAILED ("worker lost N times") and refunded. Returns how many changed."""
         ...
 
-    def expire(self) -> list[dict[str, Any]]:
-        """Delete jobs whose `expires_at` has passed; return their `result` dicts (non-None) so
-        the caller can delete their output blobs."""
+    def expire(self) -> list[ExpiredJob]:
+        """Delete jobs whose `expires_at` has passed; return them, so that the caller can
+        delete their blobs (outputs, and a preview a killed worker left)."""
         ...
 
     def queue_depth(self) -> int:

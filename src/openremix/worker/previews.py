@@ -3,7 +3,7 @@
 Each job of the batch has one preview blob (`media.previews.preview_key`), overwritten at most
 every `interval` seconds while the engine runs and deleted when the batch's run ends, whatever
 its outcome, before the job is finished: a finished job has no preview left. (A worker killed
-mid-run leaves its blob until the job runs again and that run ends.) Storage errors are logged
+mid-run leaves its blob; the retention sweep deletes it with the job.) Storage errors are logged
 and skipped: a preview is a courtesy and must never fail a job.
 """
 

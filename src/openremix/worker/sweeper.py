@@ -7,13 +7,15 @@ import time
 
 from openremix.jobs.params import result_output_keys
 from openremix.jobs.store import JobStore
+from openremix.media.previews import preview_key
 from openremix.media.storage import BlobStorage
 
 log = logging.getLogger("openremix.worker")
 
 
 class Sweeper:
-    """Periodic maintenance: re-queue jobs whose worker vanished, delete expired jobs + outputs.
+    """Periodic maintenance: re-queue jobs whose worker vanished, delete expired jobs and their
+    blobs (outputs, and the live preview of a job whose worker was killed mid-run).
 
     Safe to run in every process at once (each step is a store transaction).
     """
@@ -28,8 +30,11 @@ class Sweeper:
         requeued = self.store.requeue_expired_leases()
         if requeued:
             log.warning("re-queued or failed %d job(s) whose worker lost its lease", requeued)
-        for result in self.store.expire():
-            for key in result_output_keys(result):
+        for job in self.store.expire():
+            keys = result_output_keys(job.result)
+            if job.ran:  # a worker killed mid-run leaves its job's live preview behind
+                keys.append(preview_key(job.request_id))
+            for key in keys:
                 self.storage.delete(key)
 
     def maybe_sweep(self) -> None:

@@ -21,7 +21,7 @@ import json
 from typing import Any
 
 from openremix.jobs.accounts import money, partial_refund
-from openremix.jobs.model import Job, JobState, NewJob, allowed_transition
+from openremix.jobs.model import ExpiredJob, Job, JobState, NewJob, allowed_transition
 from openremix.jobs.outbox import WebhookDelivery
 from openremix.jobs.params import WEBHOOK_KEY
 from openremix.jobs.sql import outbox
@@ -280,14 +280,14 @@ class SQLJobStore(SQLApiKeys):
 
         return self._run(body, Access.TRANSACTION)
 
-    def expire(self) -> list[dict[str, Any]]:
-        """Delete jobs past `expires_at`; return their non-None results (to delete blobs).
+    def expire(self) -> list[ExpiredJob]:
+        """Delete jobs past `expires_at`; return them (to delete their blobs).
 
         Also deletes webhook messages finished more than the retention ago (and any a day old).
         Returns [] while another process is sweeping (it deletes those blobs).
         """
 
-        def body(conn: Connection) -> list[dict[str, Any]]:
+        def body(conn: Connection) -> list[ExpiredJob]:
             if not self._may_sweep(conn):
                 return []
             now = self._clock()
@@ -295,7 +295,7 @@ class SQLJobStore(SQLApiKeys):
             rows = conn.execute(
                 self._sql(
                     "DELETE FROM jobs WHERE expires_at <= ?"
-                    " RETURNING result, state, api_key_id, extra"
+                    " RETURNING request_id, result, state, api_key_id, extra, started_at"
                 ),
                 (now,),
             ).fetchall()
@@ -303,7 +303,12 @@ class SQLJobStore(SQLApiKeys):
                 # A job that never finished within the retention never ran: give its cost back.
                 if row["state"] in (QUEUED, PROCESSING):
                     self._refund(conn, row["api_key_id"], json.loads(row["extra"]))
-            return [json.loads(row["result"]) for row in rows if row["result"] is not None]
+            return [
+                ExpiredJob(row["request_id"],
+                           None if row["result"] is None else json.loads(row["result"]),
+                           row["started_at"] is not None)
+                for row in rows
+            ]
 
         return self._run(body, Access.TRANSACTION)
 
