@@ -1,5 +1,6 @@
 """What every model family of the diffusion engine promises, on each family's tiny random model:
-exact output sizes, seeded determinism, batches that change nothing, progress and cancel.
+exact output sizes, seeded determinism, batches that change nothing, progress and cancel, live
+previews.
 
 The family files (`test_engine_diffusers.py`, `test_engine_ideogram4.py`,
 `test_engine_flux_kontext.py`) test what is particular to each family.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -117,3 +119,31 @@ def test_style_and_palette_reach_the_conditioning_prompt_and_the_output(
         styled = remix(engine, **kw)
         assert styled.details["conditioning_prompt"] != plain.details["conditioning_prompt"], kw
         assert np.abs(pixels(styled) - pixels(plain)).mean() > 0.002, kw
+
+
+def test_previews_show_each_job_of_a_batch_on_the_latent_grid_and_change_nothing(
+        engine: DiffusersEngine) -> None:
+    seen: list[tuple[int, int, dict[int, np.ndarray]]] = []
+
+    class EveryOtherStep:
+        def due(self, step: int, total: int) -> bool:
+            return step % 2 == 0 and step < total
+
+        def __call__(self, step: int, total: int, images: Any) -> None:
+            seen.append((step, total, {i: np.asarray(im) for i, im in images.items()}))
+
+    jobs = [item(seed=1, rendering_speed="QUALITY"),
+            item(seed=2, rendering_speed="QUALITY", image=photo("coffee"))]
+    outputs = engine.remix(jobs, no_op, on_preview=EveryOtherStep())
+    alone = engine.remix([jobs[0]], no_op)[0]
+    assert outputs[0].image is not None and alone.image is not None
+    assert outputs[0].image.tobytes() == alone.image.tobytes()  # previews change nothing
+    assert seen and all(step % 2 == 0 and step < total for step, total, _ in seen)
+    gw, gh = outputs[0].details["generation_size"]
+    for _, _, images in seen:
+        assert sorted(images) == [0, 1]
+        for preview in images.values():
+            ph, pw = preview.shape[:2]
+            assert gw % pw == 0 and gw // pw == gh // ph >= 2  # one pixel per latent cell
+            assert preview.std() > 0  # a picture, not a blank
+        assert not np.array_equal(images[0], images[1])  # each job its own

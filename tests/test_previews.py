@@ -1,6 +1,6 @@
 """Live previews, piece by piece: the linear latent -> RGB fit, the worker's publisher, the
-worker around an engine that makes previews, and the diffusion engine's previews of a batch on a
-tiny SD model."""
+worker around an engine that makes previews, the sweep. (Each diffusion family's previews are in
+test_diffusion_family_contract.py.)"""
 
 from __future__ import annotations
 
@@ -114,39 +114,6 @@ def test_no_previews_are_asked_of_an_engine_when_they_are_off(store, key, tmp_pa
     assert engine.hooks == [None]
     assert not any(engine.stored_during_run)
     assert store.get(request_id).state is JobState.COMPLETED
-
-
-def test_the_diffusion_engine_previews_each_job_of_a_batch(tmp_path: Path) -> None:
-    pytest.importorskip("diffusers")
-    import torch
-
-    from openremix.engine.diffusion.engine import DiffusersEngine
-    from tests.support.tiny_pipelines import build_tiny_pipeline
-    from tests.test_engine_diffusers import TINY, item, no_op
-
-    engine = DiffusersEngine(model=str(build_tiny_pipeline(tmp_path / "sd", "sd", seed=0)),
-                             **TINY)
-    seen: list[tuple[int, int, dict[int, tuple[int, int]]]] = []
-
-    class EveryOtherStep:
-        def due(self, step: int, total: int) -> bool:
-            return step % 2 == 0
-
-        def __call__(self, step: int, total: int, images: Any) -> None:
-            seen.append((step, total, {i: image.size for i, image in images.items()}))
-
-    threads = torch.get_num_threads()
-    try:  # `threads=1` (TINY) is process-wide: give the other tests theirs back
-        outputs = engine.remix([item(seed=1), item(seed=2)], no_op, on_preview=EveryOtherStep())
-        alone = engine.remix([item(seed=1)], no_op)
-    finally:
-        torch.set_num_threads(threads)
-    assert outputs[0].image is not None and alone[0].image is not None
-    assert outputs[0].image.tobytes() == alone[0].image.tobytes()  # previews change nothing
-    assert seen and all(step % 2 == 0 for step, _, _ in seen)
-    generation = 64 // engine.pipe.vae_scale_factor
-    assert all(sizes == {0: (generation, generation), 1: (generation, generation)}
-               for _, _, sizes in seen)
 
 
 def test_the_sweep_deletes_the_preview_a_killed_worker_left(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from openremix.engine.diffusion.latent_preview import (
     ProjectionCache,
     Renderer,
     pixels_of,
+    token_renderer,
     tokens_to_grid,
 )
 from openremix.engine.diffusion.loading import load_pipeline
@@ -119,13 +120,8 @@ class FluxKontextFamily:
     def previewer(self, group: Sequence[Job]) -> Renderer | None:
         """The packed latents the pipeline hands its step callback, projected to RGB, one
         pixel per token (2x2 latent cells)."""
-        width, height = group[0].plan.generation_size
-        grid_h, grid_w = height // self.traits.multiple, width // self.traits.multiple
-
-        def render(latents: torch.Tensor) -> list[Image.Image]:
-            return self._projection.get().images(tokens_to_grid(latents, grid_h, grid_w))
-
-        return render
+        return token_renderer(self._projection, group[0].plan.generation_size,
+                              self.traits.multiple)
 
     def _encode_samples(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
         """The sample images packed as the pipeline's latents (`encode_image`, `_pack_latents`)."""

@@ -44,6 +44,7 @@ from openremix.engine.diffusion.latent_preview import (
     ProjectionCache,
     Renderer,
     pixels_of,
+    token_renderer,
     tokens_to_grid,
 )
 from openremix.engine.diffusion.loading import load_pipeline
@@ -290,13 +291,8 @@ class Ideogram4Family:
     def previewer(self, group: Sequence[Job]) -> Renderer | None:
         """The denoising loop's packed, normalised tokens projected to RGB, one pixel per token
         (upstream's pipeline call hands its callback no latents: no previews there)."""
-        width, height = group[0].plan.generation_size
-        grid_h, grid_w = height // self.traits.multiple, width // self.traits.multiple
-
-        def render(latents: torch.Tensor) -> list[Image.Image]:
-            return self._projection.get().images(tokens_to_grid(latents, grid_h, grid_w))
-
-        return render
+        return token_renderer(self._projection, group[0].plan.generation_size,
+                              self.traits.multiple)
 
     def _encode_samples(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
         """The sample images as the loop's tokens (`encode_image`, the VAE's mode), on a grid."""

@@ -83,6 +83,20 @@ Renderer = Callable[[torch.Tensor], list[Image.Image]]
 """A group's latents, as its denoising loop holds them after a step -> one image per job."""
 
 
+def token_renderer(
+    projection: ProjectionCache, size: tuple[int, int], multiple: int
+) -> Renderer:
+    """The `Renderer` of a family whose loop holds packed tokens (Ideogram 4, FLUX.1 Kontext):
+    one pixel per token of a `size` (width, height) generation, `multiple` pixels a token."""
+    width, height = size
+    grid_h, grid_w = height // multiple, width // multiple
+
+    def render(latents: torch.Tensor) -> list[Image.Image]:
+        return projection.get().images(tokens_to_grid(latents, grid_h, grid_w))
+
+    return render
+
+
 class ProjectionCache:
     """One model's projection, fitted on first use (`fit` encodes `sample_images`)."""
 
