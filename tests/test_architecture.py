@@ -28,7 +28,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "server": frozenset({"contract", "config", "media", "jobs", "engine", "worker", "webhooks",
                          "api", "metrics"}),
     "client": frozenset({"contract"}),
-    "cli": frozenset({"contract", "config", "server", "client", "jobs"}),
+    "cli": frozenset({"contract", "config", "server", "client"}),
 }
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import typer
 from rich.console import Console
@@ -28,13 +30,26 @@ ScopeOpt = typer.Option(
 
 def _checked_scopes(scopes: list[str] | None) -> tuple[str, ...] | None:
     """The --scope values, checked (exit 2 with the rule when one is malformed)."""
-    from openremix.jobs.accounts import parse_scopes
+    with _one_line_errors():
+        return _admin().checked_scopes(scopes)
 
-    if not scopes:
-        return None
+
+def _admin() -> ModuleType:
+    """`server.store_admin`, imported when a command runs (it loads the whole server: `--help`
+    stays fast)."""
+    from openremix.server import store_admin
+
+    return store_admin
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """An `AdminError` is the operator's one line: printed, exit 2."""
+    from openremix.server.store_admin import AdminError
+
     try:
-        return parse_scopes(scopes)
-    except ValueError as exc:
+        yield
+    except AdminError as exc:
         console.print(f"error: {exc}")
         raise typer.Exit(2) from None
 
@@ -52,15 +67,14 @@ def keys_create(
     data_dir: Path | None = DataOpt,
 ) -> None:
     """Create a key; prints the secret once."""
-    from openremix.server.wiring import open_store
-
     scopes = _checked_scopes(scope)
     settings = settings_for(data_dir=data_dir)
-    store = open_store(settings)
+    store = _admin().open_store(settings)
     record, secret = store.create_api_key(name, credits, free_credits, scopes=scopes)
     store.close()
-    console.print(f"created {record.key_id} ({name}) in {store_name(settings)}, credits "
-                  f"{credits:g} + free {free_credits:g}, scopes: {_scopes_text(record.scopes)}")
+    console.print(f"created {record.key_id} ({name}) in {_admin().store_name(settings)}, "
+                  f"credits {credits:g} + free {free_credits:g}, scopes: "
+                  f"{_scopes_text(record.scopes)}")
     print(secret)
 
 
@@ -71,18 +85,9 @@ def keys_scope(
     data_dir: Path | None = DataOpt,
 ) -> None:
     """Set a key's scopes (replacing its old ones); without --scope, allow everything."""
-    from openremix.jobs.store import UnknownApiKey
-    from openremix.server.wiring import open_store
-
     scopes = _checked_scopes(scope)
-    store = open_store(existing_store(settings_for(data_dir=data_dir)))
-    try:
-        record = store.set_api_key_scopes(key_id, scopes)
-    except UnknownApiKey:
-        console.print(f"error: no key {key_id}")
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+    with _one_line_errors():
+        record = _admin().set_key_scopes(settings_for(data_dir=data_dir), key_id, scopes)
     console.print(f"{record.key_id} scopes: {_scopes_text(record.scopes)}")
 
 
@@ -91,9 +96,7 @@ def keys_list(data_dir: Path | None = DataOpt) -> None:
     """List keys (ids, names, balances; never the secrets)."""
     from rich.table import Table
 
-    from openremix.server.wiring import open_store
-
-    store = open_store(existing_store(settings_for(data_dir=data_dir)))
+    store = _admin().open_store(existing_store(settings_for(data_dir=data_dir)))
     table = Table()
     for column in ("key id", "name"):  # ids and names whole, so they can be copied
         table.add_column(column, no_wrap=True)
@@ -111,9 +114,7 @@ def keys_list(data_dir: Path | None = DataOpt) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: Path | None = DataOpt) -> None:
     """Revoke a key by its id; requests with it answer 401 from now on."""
-    from openremix.server.wiring import open_store
-
-    store = open_store(existing_store(settings_for(data_dir=data_dir)))
+    store = _admin().open_store(existing_store(settings_for(data_dir=data_dir)))
     ok = store.revoke_api_key(key_id)
     store.close()
     if not ok:
@@ -122,43 +123,11 @@ def keys_revoke(key_id: str, data_dir: Path | None = DataOpt) -> None:
     console.print(f"revoked {key_id}")
 
 
-def store_name(settings: Settings) -> str:
-    """Where the keys live, for messages (never a database password)."""
-    if _postgres_url(settings) is not None:
-        return "the PostgreSQL database of OPENREMIX_DATABASE_URL"
-    return str(settings.sqlite_path)
-
-
 def existing_store(settings: Settings) -> Settings:
-    """`settings` when their job store exists; else one line saying where it looked, exit 2
-    (reading keys must not leave an empty data folder behind)."""
-    if _postgres_url(settings) is None and not settings.sqlite_path.is_file():
-        console.print(f"error: no openremix data in {settings.data_dir} (no "
-                      f"{settings.sqlite_path.name}); `openremix serve` keeps its data where "
-                      "--data-dir or OPENREMIX_DATA_DIR say, else in the per-user default")
-        raise typer.Exit(2)
+    """`settings` when their job store exists; else one line saying where it looked, exit 2."""
+    with _one_line_errors():
+        _admin().require_existing(settings)
     return settings
-
-
-def _postgres_url(settings: Settings) -> str | None:
-    url = settings.database_url
-    return url if url.startswith(("postgresql://", "postgres://")) else None
-
-
-def _db_call(call: Any, url: str) -> Any:
-    """Run a `postgres_schema` command; one line and exit 2 when it cannot."""
-    try:
-        import psycopg
-
-        from openremix.jobs.postgres.schema import SchemaError
-    except ImportError:
-        console.print("error: PostgreSQL needs psycopg: pip install 'openremix[postgres]'")
-        raise typer.Exit(2) from None
-    try:
-        return call(url)
-    except (SchemaError, psycopg.Error) as exc:
-        console.print(f"error: {str(exc).strip()}")
-        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")
@@ -168,22 +137,8 @@ def db_upgrade(data_dir: Path | None = DataOpt) -> None:
     Safe to run on every deploy and from several machines at once (an advisory lock makes one
     of them apply each step). Exit codes: 0 done or nothing to do, 2 error.
     """
-    settings = settings_for(data_dir=data_dir)
-    url = _postgres_url(settings)
-    if url is None:
-        from openremix.jobs.sqlite.schema import SCHEMA_VERSION
-        from openremix.server.wiring import open_store
-
-        open_store(settings).close()  # the SQLite store upgrades itself when opened
-        print(f"SQLite job store: schema version {SCHEMA_VERSION} (up to date)")
-        return
-    from openremix.jobs.postgres.schema import upgrade_database
-
-    before, after = _db_call(upgrade_database, url)
-    if before == after:
-        print(f"schema version {after}: already up to date, nothing to do")
-    else:
-        print(f"schema upgraded from version {before} to {after}")
+    with _one_line_errors():
+        print(_admin().upgrade_schema(settings_for(data_dir=data_dir)))
 
 
 @db_app.command("status")
@@ -193,20 +148,10 @@ def db_status(data_dir: Path | None = DataOpt) -> None:
     Exit codes: 0 up to date, 1 migrations pending (or the database is newer than this
     openremix), 2 error.
     """
-    settings = settings_for(data_dir=data_dir)
-    url = _postgres_url(settings)
-    if url is None:
-        from openremix.jobs.sqlite.schema import SCHEMA_VERSION
-        from openremix.server.wiring import open_store
-
-        open_store(settings).close()  # refuses a newer file; upgrades an older one
-        print(f"SQLite job store: schema version {SCHEMA_VERSION} (upgraded whenever opened)")
-        return
-    from openremix.jobs.postgres.schema import database_status
-
-    status = _db_call(database_status, url)
-    print(status.describe())
-    if status.version != status.known:
+    with _one_line_errors():
+        text, up_to_date = _admin().schema_status(settings_for(data_dir=data_dir))
+    print(text)
+    if not up_to_date:
         raise typer.Exit(1)
 
 
@@ -221,21 +166,8 @@ def db_backup(
     Exit codes: 0 done, 2 error (PATH exists without --force, no database, PostgreSQL: use
     pg_dump).
     """
-    import sqlite3
-
-    from openremix.jobs.sqlite.backup import backup
-
-    settings = settings_for(data_dir=data_dir)
-    if _postgres_url(settings) is not None:
-        console.print("error: the job store is PostgreSQL: back it up with its own tools, e.g. "
-                      "pg_dump --format=custom --file=openremix.dump \"$OPENREMIX_DATABASE_URL\"")
-        raise typer.Exit(2)
-    try:
-        size = backup(settings.sqlite_path, path, overwrite=force)
-    except (OSError, sqlite3.Error) as exc:
-        console.print(f"error: cannot back up {settings.sqlite_path}: {exc}")
-        raise typer.Exit(2) from None
-    print(f"backed up {settings.sqlite_path} to {path} ({size} bytes)")
+    with _one_line_errors():
+        print(_admin().backup_store(settings_for(data_dir=data_dir), path, overwrite=force))
 
 
 @models_app.command("pull")

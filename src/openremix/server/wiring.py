@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,35 @@ from openremix.media.storage import BlobStorage, LocalStorage
 from openremix.worker.loop import Worker
 
 
-def open_store(settings: Settings) -> JobStore:
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where the job store is: a PostgreSQL URL, or an SQLite file (exactly one is set)."""
+
+    postgres_url: str | None = None
+    sqlite_path: Path | None = None
+
+
+def store_location(settings: Settings) -> StoreLocation:
     """The job store `database_url` names: PostgreSQL, an SQLite file, or (empty) the data
-    folder's SQLite file. Exits with one sentence when it cannot be opened."""
+    folder's SQLite file. The one rule every command that opens a store follows; exits with
+    one sentence on a scheme it does not know."""
     url = settings.database_url
     if url.startswith(("postgresql://", "postgres://")):
-        return _open_postgres(settings)
+        return StoreLocation(postgres_url=url)
     if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-    elif url:
+        return StoreLocation(sqlite_path=Path(url.removeprefix("sqlite:///")))
+    if url:
         raise SystemExit(f"OPENREMIX_DATABASE_URL: unsupported scheme in {url!r}")
-    else:
-        path = settings.sqlite_path
+    return StoreLocation(sqlite_path=settings.sqlite_path)
+
+
+def open_store(settings: Settings) -> JobStore:
+    """The job store of `store_location`, opened (an SQLite one created or upgraded). Exits
+    with one sentence when it cannot be opened."""
+    location = store_location(settings)
+    if location.sqlite_path is None:
+        return _open_postgres(settings)
+    path = location.sqlite_path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteJobStore(
