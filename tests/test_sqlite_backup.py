@@ -59,3 +59,25 @@ def test_backup_copies_a_store_in_use_and_never_overwrites_unasked(tmp_path: Pat
     store.close()
     with pytest.raises(FileNotFoundError):
         backup(tmp_path / "none.db", tmp_path / "x.db")
+
+
+def test_the_operators_commands_follow_a_sqlite_database_url(tmp_path: Path) -> None:
+    """`openremix db backup` and `keys` use the store OPENREMIX_DATABASE_URL names, not the data
+    folder's file (backup used to copy `data_dir/openremix.db` whatever the URL said)."""
+    from openremix.config import Settings
+    from openremix.server import store_admin
+
+    elsewhere = tmp_path / "elsewhere" / "jobs.db"
+    elsewhere.parent.mkdir()
+    settings = Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{elsewhere}")
+    with pytest.raises(store_admin.AdminError, match=r"no jobs\.db"):
+        store_admin.require_existing(settings)
+    store = SQLiteJobStore(elsewhere)
+    _fill(store, 2)
+    store.close()
+    store_admin.require_existing(settings)
+    assert store_admin.store_name(settings) == str(elsewhere)
+    target = tmp_path / "copy.db"
+    assert str(elsewhere) in store_admin.backup_store(settings, target, overwrite=False)
+    assert _jobs_in(target) == 2
+    assert not (tmp_path / "data" / "openremix.db").exists()

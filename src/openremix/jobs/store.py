@@ -177,7 +177,7 @@ class JobStore(Protocol):
         ...
 
     # --- webhook outbox -----------------------------------------------------------------------
-    # A job whose params carry a webhook (`webhook_payload.WEBHOOK_KEY`) gets one message when it
+    # A job whose params carry a webhook (`params.WEBHOOK_KEY`) gets one message when it
     # becomes COMPLETED or FAILED (if that event is wanted), written in the same transaction as
     # the state change (`complete`, `fail`, `requeue_expired_leases`), its payload the job's
     # terminal status body. Messages finished longer ago than the retention are deleted by
