@@ -361,3 +361,45 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, name: str
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
         assert done.stderr.strip().splitlines()[0].startswith(f"error: {name}='{value}': ")
+
+
+def test_models_pull_fetches_every_file_of_an_ideogram_4_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The pull's allow patterns, applied by the hub client's own matcher to the files of the
+    tiny Ideogram 4 (the real folder layout, with the enhancer head), keep every file a load
+    needs and nothing else; the download itself is stood in for (no hub here)."""
+    import shutil
+
+    hub = pytest.importorskip("huggingface_hub")
+    pytest.importorskip("diffusers.pipelines.ideogram4")
+    from huggingface_hub.utils import filter_repo_objects
+    from typer.testing import CliRunner
+
+    from openremix.cli import app
+    from tests.support.tiny_ideogram4 import build_tiny_ideogram4
+
+    repo = build_tiny_ideogram4(tmp_path / "repo", seed=0, enhancer_head=True)
+    model_files = {p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()}
+    (repo / ".gitattributes").write_text("*.safetensors filter=lfs\n")  # in every hub repo
+    (repo / "transformer" / "weights.onnx").write_bytes(b"not for diffusers")
+    asked: list[tuple[str, list[str]]] = []
+
+    def snapshot_download(repo_id: str, local_dir: Path, allow_patterns: list[str],
+                          **_: object) -> str:
+        asked.append((repo_id, allow_patterns))
+        files = [p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()]
+        for name in filter_repo_objects(files, allow_patterns=allow_patterns):
+            (Path(local_dir) / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(repo / name, Path(local_dir) / name)
+        return str(local_dir)
+
+    monkeypatch.setattr(hub, "snapshot_download", snapshot_download)
+    pulled = CliRunner().invoke(app, ["models", "pull", "ideogram-ai/ideogram-4-nf4-diffusers",
+                                      "--data-dir", str(tmp_path / "data")])
+    assert pulled.exit_code == 0, pulled.output
+    assert [repo_id for repo_id, _ in asked] == ["ideogram-ai/ideogram-4-nf4-diffusers"]
+    target = tmp_path / "data" / "models" / "ideogram-ai--ideogram-4-nf4-diffusers"
+    got = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+    assert {"model_index.json", "tokenizer/chat_template.jinja",
+            "prompt_enhancer_head/config.json"} <= model_files
+    assert got == model_files

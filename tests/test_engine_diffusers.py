@@ -259,6 +259,47 @@ def test_a_folder_that_is_not_a_model_fails_with_a_sentence(tmp_path: Path) -> N
         de.DiffusersEngine(model=str(tmp_path)).load()
 
 
+def test_a_cuda_card_gets_bf16_where_it_has_it_and_fp16_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: torch's answers about the card are stood in for."""
+    from openremix.engine.diffusion.loading import pick_device, pick_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    cuda = pick_device(None)
+    assert cuda == pick_device("auto") == torch.device("cuda")
+    assert pick_dtype(None, cuda) == pick_dtype("auto", cuda) == torch.bfloat16
+    assert pick_dtype("float32", cuda) == torch.float32  # an explicit dtype wins
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert pick_dtype(None, cuda) == torch.float16
+    assert pick_dtype(None, torch.device("cpu")) == torch.float32
+
+
+def test_the_cpu_offload_setting_offloads_the_model_instead_of_moving_it(
+        monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, Path]) -> None:
+    """OPENREMIX_CPU_OFFLOAD=1 on a CUDA device: `enable_model_cpu_offload(device)` instead of
+    `pipe.to(cuda)` (which would fail here, with no GPU). The offload call is stood in for."""
+    from diffusers import DiffusionPipeline
+
+    offloaded: list[Any] = []
+    monkeypatch.setattr(DiffusionPipeline, "enable_model_cpu_offload",
+                        lambda pipe, device=None, **_: offloaded.append((pipe, device)))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    for flag in ("benchmark", "deterministic"):  # load_pipeline sets them for CUDA: restore
+        monkeypatch.setattr(torch.backends.cudnn, flag, getattr(torch.backends.cudnn, flag))
+    monkeypatch.setenv("OPENREMIX_MODEL", str(tiny_models["sd"]))
+    monkeypatch.setenv("OPENREMIX_DEVICE", "cuda")
+    monkeypatch.setenv("OPENREMIX_CPU_OFFLOAD", "1")
+    engine = load_engine("diffusers", diffusers_options(Settings()))
+    assert isinstance(engine, de.DiffusersEngine) and engine.cpu_offload
+    engine.load()
+    assert offloaded == [(engine.pipe, torch.device("cuda"))]
+    assert engine.dtype == torch.bfloat16 and engine.pipe.unet.dtype == torch.bfloat16
+    assert engine.pipe.unet.device.type == "cpu"  # left where offloading moves it from
+    monkeypatch.setenv("OPENREMIX_CPU_OFFLOAD", "0")
+    assert load_engine("diffusers", diffusers_options(Settings())).cpu_offload is False
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_half_precision_runs_and_batches_exactly(tiny_models: dict[str, Path]) -> None:
     engine = de.DiffusersEngine(model=str(tiny_models["sdxl"]), device="cuda", dtype="float16",

@@ -179,6 +179,20 @@ def test_magic_prompt_uses_the_models_caption_enhancer_seeded(
     assert template.prompt.startswith("cat, ")
 
 
+def test_auto_magic_prompt_enhances_a_short_prompt_with_the_models_head(
+        engines: dict[str, DiffusersEngine]) -> None:
+    engine, plain = engines["with-head"], engines["plain"]
+    assert engine.family is not None and plain.family is not None
+    short = item(prompt="a cat", magic_prompt="AUTO", seed=3)
+    on = item(prompt="a cat", magic_prompt="ON", seed=3).params
+    head_caption = engine.family.used_prompt(on, 3, short.image)
+    template = plain.family.used_prompt(short.params, 3, short.image)
+    assert template != "a cat"  # AUTO enhances a short prompt on either model ...
+    auto = engine.remix([short], no_op)[0]
+    assert auto.prompt == head_caption != template  # ... with the head where it is loaded
+    assert auto.details["conditioning_prompt"] == auto.prompt
+
+
 # -- the vision tower (Qwen3-VL's `visual`): the enhancer sees the input and the references ----
 
 

@@ -7,6 +7,7 @@ pipeline class, the real loading path from a local folder, the real parameter ma
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,35 @@ def test_serve_with_the_diffusers_engine_and_no_model_exits_2_saying_what_to_set
     last = server.log().strip().splitlines()[-1]
     assert last.startswith("error: OPENREMIX_MODEL is empty"), server.log()
     assert "stabilityai/sdxl-turbo" in last and "openremix models pull" in last
+
+
+def test_a_model_that_fails_to_load_stops_a_worker_non_zero_and_serve_names_the_error(
+        start_process, tmp_path: Path):
+    """An Ideogram 4 folder with a component's weights missing: a standalone `openremix worker`
+    exits 3 (so its supervisor restarts it) with one line naming the load error, and `serve`
+    keeps answering but its output and /readyz name the same error."""
+    from tests.support.tiny_ideogram4 import build_tiny_ideogram4
+
+    model = build_tiny_ideogram4(tmp_path / "broken-ideogram4", seed=0)
+    (model / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    env = {"OPENREMIX_ENGINE": "diffusers", "OPENREMIX_MODEL": str(model),
+           "OPENREMIX_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    cause = f"failed to load: cannot load the diffusers model {str(model)!r}"
+
+    worker = start_process("worker", env=env, ready=False)
+    assert worker.proc.wait(timeout=180) == 3, worker.log()
+    last = worker.log().strip().splitlines()[-1]
+    assert last.startswith(f"error: engine 'diffusers' {cause}"), worker.log()
+    assert "transformer" in last and "Traceback" not in last
+
+    server = start_process(env=env, ready=False)
+    deadline = time.monotonic() + 180
+    while cause not in server.log():
+        assert server.proc.poll() is None and time.monotonic() < deadline, server.log()
+        time.sleep(0.2)
+    ready = httpx.get(f"{server.base_url}/readyz", timeout=5)
+    assert ready.status_code == 503 and cause in ready.text
+    assert server.proc.poll() is None  # the API stays up to answer 503s that say why
 
 
 def test_serve_remixes_with_ideogram_4_end_to_end(start_process, tmp_path: Path, astronaut_uri,

@@ -248,11 +248,13 @@ class Ideogram4Family:
         width, height = plan.generation_size
         grid_h, grid_w = height // self.traits.multiple, width // self.traits.multiple
         text = plan.text_tokens
+        # read once: each `_execution_device` / `.dtype` walks the modules (~0.5-10 ms on CPU)
+        cond_dtype, uncond_dtype = pipe.transformer.dtype, pipe.unconditional_transformer.dtype
         features, positions, segments, indicator = self._encode_prompts(
-            [job.plan.prompt for job in group], grid_h, grid_w, text, exact)
+            [job.plan.prompt for job in group], grid_h, grid_w, text, exact, device)
         uncond_features = torch.zeros(len(group), grid_h * grid_w, features.shape[-1],
-                                      dtype=pipe.unconditional_transformer.dtype, device=device)
-        features = features.to(pipe.transformer.dtype)
+                                      dtype=uncond_dtype, device=device)
+        features = features.to(cond_dtype)
 
         pipe.scheduler.set_timesteps(sigmas=schedule_sigmas(plan.steps, height, width),
                                      device=device)
@@ -262,7 +264,7 @@ class Ideogram4Family:
         weights = torch.tensor(plan.guidance_schedule[first:], dtype=torch.float32, device=device)
 
         generators = [torch.Generator("cpu").manual_seed(job.seed) for job in group]
-        clean = torch.cat([self.encode_image(job.item.image, (width, height), gen)
+        clean = torch.cat([self.encode_image(job.item.image, (width, height), gen, device)
                            for job, gen in zip(group, generators, strict=True)])
         noise = torch.cat([self._noise(clean.shape[1:], gen, device) for gen in generators])
         latents = pipe.scheduler.scale_noise(clean, timesteps[:1].repeat(len(group)), noise)
@@ -273,13 +275,13 @@ class Ideogram4Family:
             for i, t in enumerate(timesteps):
                 model_t = (1.0 - t.float() / train_steps).expand(len(group))
                 cond = pipe.transformer(
-                    hidden_states=torch.cat([padding, latents], 1).to(pipe.transformer.dtype),
-                    timestep=model_t.to(pipe.transformer.dtype), encoder_hidden_states=features,
+                    hidden_states=torch.cat([padding, latents], 1).to(cond_dtype),
+                    timestep=model_t.to(cond_dtype), encoder_hidden_states=features,
                     position_ids=positions, segment_ids=segments, indicator=indicator,
                     return_dict=False)[0][:, text:].to(torch.float32)
                 uncond = pipe.unconditional_transformer(
-                    hidden_states=latents.to(pipe.unconditional_transformer.dtype),
-                    timestep=model_t.to(pipe.unconditional_transformer.dtype),
+                    hidden_states=latents.to(uncond_dtype),
+                    timestep=model_t.to(uncond_dtype),
                     encoder_hidden_states=uncond_features, position_ids=positions[:, text:],
                     segment_ids=segments[:, text:], indicator=indicator[:, text:],
                     return_dict=False)[0].to(torch.float32)
@@ -301,11 +303,10 @@ class Ideogram4Family:
         return tokens_to_grid(tokens, side, side), pixels_of(images)
 
     def _encode_prompts(self, prompts: list[str], grid_h: int, grid_w: int, text: int,
-                        exact: bool) -> tuple[torch.Tensor, ...]:
+                        exact: bool, device: torch.device) -> tuple[torch.Tensor, ...]:
         """`encode_prompt`'s packed conditioning, padded to `text` tokens; one prompt per call
         when batches are exact (the pipeline calls the encoder's layers directly, so
         `rows_per_job` cannot split them)."""
-        device = self.pipe._execution_device
         batches = [[p] for p in prompts] if exact else [prompts]
         parts = [self.pipe.encode_prompt(b, grid_h, grid_w, text, device) for b in batches]
         return tuple(torch.cat(column) for column in zip(*parts, strict=True))
@@ -325,12 +326,14 @@ class Ideogram4Family:
                 std.to(device=like.device, dtype=like.dtype))
 
     def encode_image(self, image: Image.Image, size: tuple[int, int],
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None,
+                     device: torch.device | None = None) -> torch.Tensor:
         """Step 3: the centre-cropped image as packed, normalised tokens `(1, tokens, channels)`;
-        the VAE's sample is drawn with `generator` (its mean without one)."""
+        the VAE's sample is drawn with `generator` (its mean without one). `device`: the
+        pipeline's execution device, when the caller already has it."""
         pipe, p = self.pipe, self.patch
         pixels = pipe.image_processor.preprocess(center_crop_resize(image, size)).float()
-        pixels = pixels.to(device=pipe._execution_device, dtype=pipe.vae.dtype)
+        pixels = pixels.to(device=device or pipe._execution_device, dtype=pipe.vae.dtype)
         posterior = pipe.vae.encode(pixels).latent_dist
         z = (posterior.sample(generator) if generator is not None else posterior.mode()).float()
         _, channels, h, w = z.shape
