@@ -31,14 +31,13 @@ import argparse
 import asyncio
 import inspect
 import os
-import signal
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -84,6 +83,8 @@ class Row:
     ready: float | None = None
     during: str = ""
     skipped: str = ""
+    ended: list[str] = field(default_factory=list)
+    """Processes that exited without being told to (a worker that gave up, ...)."""
 
 
 COLUMNS = (f"{'fault':22} {'in flight':>9} {'lost':>5} {'re-run':>6} {'failed':>6} "
@@ -128,6 +129,9 @@ def settle(fleet: Fleet, row: Row, fault_end: float, probe: DuringFault | None =
         time.sleep(0.2)
     if probe is not None:
         row.during = probe.report()
+    row.ended = fleet.exited_by_themselves()
+    if row.ended:
+        row.during += f"; ENDED BY ITSELF: {', '.join(row.ended)}"
     jobs = fleet.jobs()
     states = [jobs.get(request_id, ("gone", 0)) for request_id in fleet.accepted]
     row.lost = sum(state not in TERMINAL for state, _ in states)
@@ -164,7 +168,7 @@ def baseline(opts: Options) -> Row:
 def worker_sigkill(opts: Options) -> Row:
     with fleet_in(opts.knobs) as fleet:
         row = under_load(fleet, opts.jobs, "api", "worker")
-        fleet.procs[-1].kill()
+        fleet.retire(fleet.procs[-1])
         fleet.start("worker", wait=False)  # its model load is part of the recovery
         return settle(fleet, row, time.monotonic())
 
@@ -181,10 +185,8 @@ def sqlite_lock(opts: Options) -> Row:
 def serve_sigterm(opts: Options) -> Row:
     with fleet_in(opts.knobs) as fleet:
         row = under_load(fleet, opts.jobs, "serve")
-        old = fleet.procs[-1].proc
         signalled = time.monotonic()
-        old.send_signal(signal.SIGTERM)
-        code = old.wait(120)
+        code = fleet.retire(fleet.procs[-1], "terminate")
         row.during = f"serve exit {code} after {time.monotonic() - signalled:.1f} s"
         fleet.start("serve", wait=False)  # same data folder and port
         return settle(fleet, row, time.monotonic())
@@ -337,12 +339,13 @@ def main(argv: list[str] | None = None) -> int:
             row = Row("", skipped=f"error: {str(exc).strip().splitlines()[0][:150]}")
         row.fault = title
         print(show(row) + f"   [{time.monotonic() - started:.0f} s]", flush=True)
-        if row.lost or row.charged_wrong or row.skipped.startswith("error"):
+        if row.lost or row.charged_wrong or row.ended or row.skipped.startswith("error"):
             bad.append(title)
     one, five, fifteen = os.getloadavg()
     print(f"load at the end: {one:.1f} / {five:.1f} / {fifteen:.1f}", flush=True)
     if bad:
-        print(f"lost, wrongly charged or errored: {', '.join(bad)}", flush=True)
+        print(f"lost, wrongly charged, a process ended or an error: {', '.join(bad)}",
+              flush=True)
     return 1 if bad else 0
 
 

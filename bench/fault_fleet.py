@@ -62,6 +62,7 @@ class Fleet:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     procs: list[OpenRemixProcess] = field(default_factory=list)
+    retired: list[OpenRemixProcess] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +88,21 @@ class Fleet:
         elif wait:
             proc.wait_ready(START_TIMEOUT)
         return proc
+
+    def retire(self, proc: OpenRemixProcess, how: str = "kill") -> int | None:
+        """End `proc` on purpose (SIGKILL, or SIGTERM and wait); returns its exit status."""
+        self.retired.append(proc)
+        if how == "kill":
+            proc.kill()
+        else:
+            proc.proc.terminate()
+            proc.proc.wait(120)
+        return proc.proc.returncode
+
+    def exited_by_themselves(self) -> list[str]:
+        """Processes that ended without being retired: e.g. ["worker exit 1"]."""
+        return [f"{p.command} exit {p.proc.returncode}" for p in self.procs
+                if p not in self.retired and p.proc.poll() is not None]
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -180,7 +196,7 @@ def wait_for(condition: object, timeout: float, every: float = 0.1) -> bool:
 
 class DuringFault:
     """What a client sees while a fault lasts: one submit (its answer and Retry-After) and
-    /readyz polled once a second (the answers seen)."""
+    /readyz polled once a second (each change of answer, and when)."""
 
     def __init__(self, fleet: Fleet, seed: int = 10_000) -> None:
         self.fleet = fleet
@@ -204,10 +220,11 @@ class DuringFault:
         return not self._threads[0].is_alive()
 
     def report(self, wait: float = 120) -> str:
-        """Once the fault is over: e.g. "submit 503 RA 5 after 40 s; readyz 200,503"."""
+        """Once the fault is over: e.g. "submit 503 RA 5 after 40 s; readyz 200@0s, 503@41s"."""
         self._threads[0].join(wait)
-        self._threads[1].join(5)
-        return f"submit {self.submit_seen or 'no answer yet'}; readyz {','.join(self.readyz_seen)}"
+        self._threads[1].join(10)
+        return (f"submit {self.submit_seen or 'no answer yet'}; "
+                f"readyz {', '.join(self.readyz_seen)}")
 
     def _submit(self) -> None:
         started = time.monotonic()
@@ -227,11 +244,18 @@ class DuringFault:
                             f"{time.monotonic() - started:.0f} s")
 
     def _poll(self) -> None:
+        started = time.monotonic()
+        last = ""
         while not self._stop.is_set():
             try:
                 code = str(httpx.get(f"{self.fleet.base}/readyz", timeout=5).status_code)
-            except httpx.HTTPError:
-                code = "down"
-            if code not in self.readyz_seen:
-                self.readyz_seen.append(code)
+            except httpx.ConnectError:
+                code = "refused"
+            except httpx.TimeoutException:
+                code = "no answer in 5 s"
+            except httpx.HTTPError as exc:
+                code = type(exc).__name__
+            if code != last:  # each change, with when it came: "200@0s, 503@41s"
+                self.readyz_seen.append(f"{code}@{time.monotonic() - started:.0f}s")
+                last = code
             self._stop.wait(1.0)
