@@ -69,6 +69,8 @@ class Options:
     disk_mb: int
     burst: int
     queue_limit: int
+    logs: Path | None = None
+    """Where to keep each scenario's process logs (None: deleted with the scenario)."""
 
 
 @dataclass
@@ -105,12 +107,17 @@ def show(row: Row) -> str:
 
 # --- measuring ------------------------------------------------------------------------------------
 @contextmanager
-def fleet_in(knobs: Knobs, store_dir: Path | None = None, **kwargs: object) -> Iterator[Fleet]:
-    """A fleet on a fresh temporary folder (its logs; its store unless `store_dir` is given);
-    every process is stopped at the end."""
+def fleet_in(opts: Options, store_dir: Path | None = None, database_url: str = "",
+             extra_env: dict[str, str] | None = None) -> Iterator[Fleet]:
+    """A fleet on a fresh temporary folder (its store unless `store_dir` is given; its logs,
+    unless --logs keeps them); every process is stopped at the end."""
     with tempfile.TemporaryDirectory(prefix="openremix-faults-") as tmp:
-        fleet = Fleet(logs=Path(tmp) / "logs", knobs=knobs,
-                      store_dir=store_dir or Path(tmp) / "data", **kwargs)  # type: ignore[arg-type]
+        logs = Path(tmp) / "logs"
+        if opts.logs:
+            opts.logs.mkdir(parents=True, exist_ok=True)
+            logs = Path(tempfile.mkdtemp(prefix="scenario-", dir=opts.logs))
+        fleet = Fleet(logs=logs, knobs=opts.knobs, store_dir=store_dir or Path(tmp) / "data",
+                      database_url=database_url, extra_env=extra_env or {})
         try:
             yield fleet
         finally:
@@ -160,13 +167,13 @@ def under_load(fleet: Fleet, jobs: int, *commands: str) -> Row:
 
 # --- the scenarios ------------------------------------------------------------------------------
 def baseline(opts: Options) -> Row:
-    with fleet_in(opts.knobs) as fleet:
+    with fleet_in(opts) as fleet:
         row = under_load(fleet, opts.jobs, "serve")
         return settle(fleet, row, time.monotonic())
 
 
 def worker_sigkill(opts: Options) -> Row:
-    with fleet_in(opts.knobs) as fleet:
+    with fleet_in(opts) as fleet:
         row = under_load(fleet, opts.jobs, "api", "worker")
         fleet.retire(fleet.procs[-1])
         fleet.start("worker", wait=False)  # its model load is part of the recovery
@@ -174,7 +181,7 @@ def worker_sigkill(opts: Options) -> Row:
 
 
 def sqlite_lock(opts: Options) -> Row:
-    with fleet_in(opts.knobs) as fleet:
+    with fleet_in(opts) as fleet:
         row = under_load(fleet, opts.jobs, "serve")
         with sqlite_write_lock(fleet.store_dir / "openremix.db", opts.lock_seconds):
             probe = DuringFault(fleet).start()
@@ -183,7 +190,7 @@ def sqlite_lock(opts: Options) -> Row:
 
 
 def serve_sigterm(opts: Options) -> Row:
-    with fleet_in(opts.knobs) as fleet:
+    with fleet_in(opts) as fleet:
         row = under_load(fleet, opts.jobs, "serve")
         signalled = time.monotonic()
         code = fleet.retire(fleet.procs[-1], "terminate")
@@ -198,7 +205,7 @@ def postgres_outage(opts: Options) -> Row:
         return Row("", skipped=f"skipped: {reason}")
     cluster = PostgresCluster.start()
     try:
-        with fleet_in(opts.knobs, database_url=cluster.create_database()) as fleet:
+        with fleet_in(opts, database_url=cluster.create_database()) as fleet:
             row = under_load(fleet, opts.jobs, "api", "worker")
             cluster.stop_server()
             probe = DuringFault(fleet).start()
@@ -220,7 +227,7 @@ def disk_full(opts: Options) -> Row:
 
 
 def disk_full_on(mount: Path, opts: Options) -> Row:
-    with fleet_in(opts.knobs, store_dir=mount) as fleet:
+    with fleet_in(opts, store_dir=mount) as fleet:
         row = under_load(fleet, opts.jobs, "serve")
         filler = fill(mount)
         probe = DuringFault(fleet).start()
@@ -232,7 +239,7 @@ def disk_full_on(mount: Path, opts: Options) -> Row:
 
 def submit_burst(opts: Options) -> Row:
     env = {"OPENREMIX_MAX_QUEUE_DEPTH": str(opts.queue_limit)}
-    with fleet_in(opts.knobs, extra_env=env) as fleet:
+    with fleet_in(opts, extra_env=env) as fleet:
         fleet.start("serve")
 
         async def burst() -> list[httpx.Response | BaseException]:
@@ -297,6 +304,8 @@ def parse(argv: list[str] | None) -> tuple[Options, list[str]]:
     parser.add_argument("--disk-mb", type=int, default=16, help="size of the small tmpfs")
     parser.add_argument("--burst", type=int, default=100, help="concurrent submits")
     parser.add_argument("--queue-limit", type=int, default=10, help="OPENREMIX_MAX_QUEUE_DEPTH")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="keep the processes' logs in this folder (one subfolder a scenario)")
     args = parser.parse_args(argv)
     chosen = [s for s in args.only.split(",") if s] or list(SCENARIOS)
     unknown = set(chosen + [s for s in args.skip.split(",") if s]) - set(SCENARIOS)
@@ -304,7 +313,8 @@ def parse(argv: list[str] | None) -> tuple[Options, list[str]]:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {list(SCENARIOS)}")
     chosen = [s for s in chosen if s not in args.skip.split(",")]
     opts = Options(args.jobs, Knobs(args.lease, args.step), args.lock_seconds,
-                   args.postgres_down, args.disk_full, args.disk_mb, args.burst, args.queue_limit)
+                   args.postgres_down, args.disk_full, args.disk_mb, args.burst, args.queue_limit,
+                   args.logs)
     return opts, chosen
 
 
