@@ -155,37 +155,6 @@ def test_an_unusable_database_at_start_is_one_sentence_not_a_traceback(tmp_path,
     assert last.startswith("SQLite job store ") and "cannot be opened" in last, last
 
 
-def test_a_locked_database_answers_503_with_retry_after_and_charges_nothing(
-        tmp_path, monkeypatch, astronaut_uri):
-    """Another process holds SQLite's write lock past the store's wait: a submit is a 503 the
-    client can act on (not a 500), nothing is queued or charged, and submits work again after."""
-    from openremix.api.app import create_app
-    from openremix.config import Settings
-    from openremix.jobs.sqlite import schema
-    from openremix.media.storage import LocalStorage
-    from tests.support.faults import sqlite_write_lock
-    from tests.support.servers import asgi_server
-
-    monkeypatch.setattr(schema, "LOCKED_RETRY_SECONDS", 0.3)
-    monkeypatch.setattr(schema, "BUSY_TIMEOUT_SECONDS", 0.1)
-    settings = Settings(data_dir=tmp_path, api_keys=TEST_KEY, rate_limit_per_minute=0)
-    store = SQLiteJobStore(settings.sqlite_path)
-    app = create_app(settings, store, LocalStorage(settings.outputs_dir))
-    body = {"image": astronaut_uri, "prompt": "ink", "seed": 1}
-    with asgi_server(app) as base:
-        with sqlite_write_lock(settings.sqlite_path, 3):
-            answer = httpx.post(f"{base}/v2/{MODEL}", json=body, headers=HEADERS, timeout=30)
-            assert answer.status_code == 503, answer.text
-            assert answer.headers["retry-after"] == "5"
-            assert answer.json()["error"] == "The job store is unavailable right now; retry later"
-        assert store.queue_depth() == 0
-        credits = httpx.get(f"{base}/v1/get-user-credits", headers=HEADERS).json()
-        assert credits["credits"] == settings.default_credits
-        again = httpx.post(f"{base}/v2/{MODEL}", json=body, headers=HEADERS, timeout=30)
-        assert again.status_code == 200, again.text
-    store.close()
-
-
 def _emptied(path: Path) -> None:
     path.write_bytes(b"")
 
