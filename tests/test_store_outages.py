@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.jobs.store import store_unavailable
+from openremix.jobs.store_wait import WaitLimitedStore
 from tests.support.faults import fill, small_filesystem, sqlite_write_lock
 from tests.support.servers import TEST_KEY, OpenRemixProcess
 from tests.test_server_faults import MODEL, wait_all
@@ -162,6 +164,24 @@ def _status_until(server: OpenRemixProcess, request_id: str, status: str) -> Non
     while httpx.get(url, headers=HEADERS, timeout=30).json()["status"] != status:
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.05)
+
+
+def test_the_apis_view_of_the_store_gives_up_within_its_wait_and_the_workers_does_not(
+        tmp_path):
+    """`WaitLimitedStore` (what the API calls): a locked database raises within its limit;
+    reads go on under the lock (WAL); the same thread's calls outside it wait as long as ever."""
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    api_view = WaitLimitedStore(store, 0.5)
+    assert getattr(api_view, "take_rate_token", None) is None  # optional parts stay optional
+    with sqlite_write_lock(tmp_path / "jobs.db", 4):
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            api_view.check_writable()
+        assert time.monotonic() - started < 2.0
+        assert api_view.queue_depth() == 0
+    store.check_writable()
+    assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    store.close()
 
 
 @pytest.mark.parametrize(("error", "unavailable"), [
