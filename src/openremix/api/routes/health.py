@@ -23,7 +23,7 @@ async def healthz() -> JSONResponse:
 
 
 @router.get("/readyz", responses=READY_RESPONSES,
-            summary="Readiness: the job store answers and the model is loaded")
+            summary="Readiness: the job store takes writes and the model is loaded")
 async def readyz(request: Request) -> JSONResponse:
     state = app_state(request)
     try:
