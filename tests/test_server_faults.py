@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 from segmind import SegmindClient
 
 from openremix.jobs.sqlite.store import SQLiteJobStore
+from tests.support.faults import read_only_view
 from tests.support.servers import TEST_KEY, free_port, openremix_command
 
 MODEL = "ideogram-3-remix"
@@ -123,67 +125,49 @@ def test_sigterm_lets_serve_finish_its_running_job_and_exit_cleanly(start_proces
     assert "stopped" in server.log()
 
 
-def _garbage(data_dir: Path) -> Path:
+def _garbage(data_dir: Path, cleanups: ExitStack) -> Path:
     (data_dir / "openremix.db").write_bytes(bytes(range(256)) * 16)
     return data_dir
 
 
-def _truncated(data_dir: Path) -> Path:
+def _a_database(data_dir: Path) -> Path:
     store = SQLiteJobStore(data_dir / "openremix.db")
     store.create_api_key("k", 1.0)
     store.close()
-    path = data_dir / "openremix.db"
+    return data_dir / "openremix.db"
+
+
+def _truncated(data_dir: Path, cleanups: ExitStack) -> Path:
+    path = _a_database(data_dir)
     path.write_bytes(path.read_bytes()[:1000])
     return data_dir
 
 
-def _not_a_folder(data_dir: Path) -> Path:
+def _not_a_folder(data_dir: Path, cleanups: ExitStack) -> Path:
     (data_dir / "a-file").write_text("x")
     return data_dir / "a-file" / "data"
 
 
-@pytest.mark.parametrize("spoil", [_garbage, _truncated, _not_a_folder],
-                         ids=["garbage-header", "truncated-file", "folder-is-a-file"])
+def _read_only(data_dir: Path, cleanups: ExitStack) -> Path:
+    """A data folder with a good database, mounted read-only (chmod would not stop root)."""
+    _a_database(data_dir / "data")
+    return cleanups.enter_context(read_only_view(data_dir / "data", data_dir / "read-only"))
+
+
+@pytest.mark.parametrize("spoil", [_garbage, _truncated, _not_a_folder, _read_only],
+                         ids=["garbage-header", "truncated-file", "folder-is-a-file",
+                              "read-only-folder"])
 def test_an_unusable_database_at_start_is_one_sentence_not_a_traceback(tmp_path, spoil):
-    data_dir = spoil(tmp_path)
-    env = {**os.environ, "OPENREMIX_DATA_DIR": str(data_dir), "OPENREMIX_PORT": str(free_port())}
-    done = subprocess.run([*openremix_command(), "serve"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    with ExitStack() as cleanups:
+        data_dir = spoil(tmp_path, cleanups)
+        env = {**os.environ, "OPENREMIX_DATA_DIR": str(data_dir),
+               "OPENREMIX_PORT": str(free_port())}
+        done = subprocess.run([*openremix_command(), "serve"], env=env, capture_output=True,
+                              text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("SQLite job store ") and "cannot be opened" in last, last
-
-
-def test_a_locked_database_answers_503_with_retry_after_and_charges_nothing(
-        tmp_path, monkeypatch, astronaut_uri):
-    """Another process holds SQLite's write lock past the store's wait: a submit is a 503 the
-    client can act on (not a 500), nothing is queued or charged, and submits work again after."""
-    from openremix.api.app import create_app
-    from openremix.config import Settings
-    from openremix.jobs.sqlite import schema
-    from openremix.media.storage import LocalStorage
-    from tests.support.faults import sqlite_write_lock
-    from tests.support.servers import asgi_server
-
-    monkeypatch.setattr(schema, "LOCKED_RETRY_SECONDS", 0.3)
-    monkeypatch.setattr(schema, "BUSY_TIMEOUT_SECONDS", 0.1)
-    settings = Settings(data_dir=tmp_path, api_keys=TEST_KEY, rate_limit_per_minute=0)
-    store = SQLiteJobStore(settings.sqlite_path)
-    app = create_app(settings, store, LocalStorage(settings.outputs_dir))
-    body = {"image": astronaut_uri, "prompt": "ink", "seed": 1}
-    with asgi_server(app) as base:
-        with sqlite_write_lock(settings.sqlite_path, 3):
-            answer = httpx.post(f"{base}/v2/{MODEL}", json=body, headers=HEADERS, timeout=30)
-            assert answer.status_code == 503, answer.text
-            assert answer.headers["retry-after"] == "5"
-            assert answer.json()["error"] == "The job store is unavailable right now; retry later"
-        assert store.queue_depth() == 0
-        credits = httpx.get(f"{base}/v1/get-user-credits", headers=HEADERS).json()
-        assert credits["credits"] == settings.default_credits
-        again = httpx.post(f"{base}/v2/{MODEL}", json=body, headers=HEADERS, timeout=30)
-        assert again.status_code == 200, again.text
-    store.close()
 
 
 def _emptied(path: Path) -> None:
@@ -221,10 +205,21 @@ def test_a_deleted_output_is_reported_missing(server, astronaut_uri):
     wait_all(server.base_url, [request_id])
     url = httpx.get(f"{server.base_url}/v2/requests/{request_id}", headers=HEADERS).json()[
         "output"]
+    counted = _unreadable_outputs(server.base_url, "missing")
     (server.data_dir / "outputs" / url.rsplit("/", 1)[-1]).unlink()
     answer = httpx.get(url)
     assert answer.status_code == 404
     assert answer.json()["error"] == "Output not found: it is missing from storage"
+    assert _unreadable_outputs(server.base_url, "missing") == counted + 1
+
+
+def _unreadable_outputs(base_url: str, reason: str) -> float:
+    """The server's `openremix_outputs_unreadable_total` for `reason` (0 before the first)."""
+    line = f'openremix_outputs_unreadable_total{{reason="{reason}"}} '
+    for text in httpx.get(f"{base_url}/metrics").text.splitlines():
+        if text.startswith(line):
+            return float(text.removeprefix(line))
+    return 0.0
 
 
 def test_the_queue_limit_holds_under_100_concurrent_submits(start_process, astronaut_uri):

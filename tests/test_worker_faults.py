@@ -4,7 +4,6 @@ twice or charged twice, and the worker takes jobs again once the fault is gone."
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from openremix.jobs.sqlite.store import SQLiteJobStore
 from openremix.media.images import ImageLoader
 from openremix.media.storage import LocalStorage
 from openremix.worker.loop import Worker
+from tests.support.faults import fill, small_filesystem
 from tests.test_worker import RecordingBatchEngine, enqueue
 
 
@@ -65,50 +65,28 @@ def test_postgres_down_longer_than_the_store_waits_never_stops_the_worker(
 
 
 @pytest.fixture
-def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs: big enough for the store, filled up by the test on purpose."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here ({done.stderr.strip()}): "
-                    "needs root and mount permission")
-    try:
+    with small_filesystem(tmp_path / "small") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    """Take every free byte of `folder`'s filesystem; returns the file to delete to free it."""
-    filler = folder / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
-    return filler
 
 
 def test_a_full_disk_fails_nothing_for_good_and_the_job_completes_once_space_is_back(
-        small_filesystem: Path) -> None:
+        small_disk: Path) -> None:
     """The disk fills up while a job runs: its output cannot be written, nor can the store say
     so. The worker keeps going, the job's lease lapses instead of it being lost, and once space
     is back it is taken again and completes, charged once."""
-    store = SQLiteJobStore(small_filesystem / "jobs.db")
+    store = SQLiteJobStore(small_disk / "jobs.db")
     key, _ = store.create_api_key("w", credits=10)
     request_id = enqueue(store, key, seed=5)
     filled: list[Path] = []
 
     def fill_once(step: int, inputs: Any) -> None:
         if not filled:
-            filled.append(_fill(small_filesystem))
+            filled.append(fill(small_disk))
 
     worker = Worker(store, RecordingBatchEngine(fill_once), ImageLoader(),
-                    LocalStorage(small_filesystem / "out"), lease_seconds=1.0,
+                    LocalStorage(small_disk / "out"), lease_seconds=1.0,
                     idle_poll_max=0.05)
     thread = _start(worker)
     try:
@@ -120,7 +98,7 @@ def test_a_full_disk_fails_nothing_for_good_and_the_job_completes_once_space_is_
         _wait_for(lambda: store.get(request_id).state is JobState.COMPLETED, 30,
                   f"not completed after space came back: {worker.store_error}")
         job = store.get(request_id)
-        assert job.result and (small_filesystem / "out" / job.result["output_key"]).is_file()
+        assert job.result and (small_disk / "out" / job.result["output_key"]).is_file()
         assert job.attempts == 2  # the lapsed attempt, then the one that finished
         assert store.get_api_key(key.key_id).credits == pytest.approx(9.0)  # charged once
         assert thread.is_alive()

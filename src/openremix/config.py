@@ -238,6 +238,15 @@ class Settings(BaseSettings):
         "take every worker (claims are fair across keys either way); 0: no cap. Under a cap, "
         "PostgreSQL claims run one at a time.",
     )
+    # --- the API when its store cannot serve (issue 13) ---
+    store_wait_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Most seconds one API call waits for the job store (SQLite locked by "
+        "another process, PostgreSQL away) before it answers 503 with Retry-After; `/readyz` "
+        "waits as long to test that the store takes writes. Workers keep retrying much longer "
+        "(30 s and more) to ride out the fault.",
+    )
 
     @property
     def dev_key_path(self) -> Path:

@@ -1,4 +1,6 @@
-"""Real faults for tests: another process holding SQLite's write lock."""
+"""Real faults for tests: another process holding SQLite's write lock, a small filesystem that
+fills up, a folder mounted read-only. (Mounting needs root and mount permission; the helpers
+skip the test, saying so, where the machine does not allow it.)"""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 _HOLD_WRITE_LOCK = """
 import sqlite3, sys, time
@@ -29,3 +33,47 @@ def sqlite_write_lock(path: Path, seconds: float) -> Iterator[None]:
         yield
     finally:
         assert locker.wait(seconds + 30) == 0
+
+
+def _mount(*args: str) -> None:
+    done = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount here ({done.stderr.strip() or done.returncode}): this "
+                    "fault needs root and mount permission")
+
+
+@contextmanager
+def small_filesystem(mount: Path, size: str = "4m") -> Iterator[Path]:
+    """A tmpfs of `size` at `mount` (created), unmounted at the exit."""
+    mount.mkdir(parents=True, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount))
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Take every free byte of `folder`'s filesystem; returns the file to delete to free it."""
+    filler = folder / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@contextmanager
+def read_only_view(folder: Path, mount: Path) -> Iterator[Path]:
+    """`folder` bind-mounted read-only at `mount` (as a container's read-only volume): writes
+    fail with EROFS even for root, which chmod alone does not achieve."""
+    mount.mkdir(parents=True, exist_ok=True)
+    _mount("--bind", str(folder), str(mount))
+    try:
+        _mount("-o", "remount,bind,ro", str(mount))
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

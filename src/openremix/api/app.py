@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import cast
 
 from fastapi import FastAPI
 
@@ -29,6 +30,7 @@ from openremix.api.state import AppState
 from openremix.config import Settings
 from openremix.contract.params import MODEL_SLUGS
 from openremix.jobs.store import JobStore
+from openremix.jobs.store_wait import WaitLimitedStore
 from openremix.media.images import ImageLoader
 from openremix.media.storage import BlobStorage
 
@@ -55,12 +57,14 @@ def create_app(
     (e.g. "model loading"), and `/readyz` reports it.
     """
     ensure_configured_keys(store, settings)
+    # A client waits for the store a few seconds, then gets 503 + Retry-After (`store_wait`).
+    api_store = cast(JobStore, WaitLimitedStore(store, settings.store_wait_seconds))
     state = AppState(
         settings=settings,
-        store=store,
+        store=api_store,
         storage=storage,
         loader=ImageLoader.from_settings(settings),
-        limiter=RateLimiter(settings.rate_limit_per_minute, store=store),
+        limiter=RateLimiter(settings.rate_limit_per_minute, store=api_store),
     )
     if on_enqueue is not None:
         state.on_enqueue = on_enqueue

@@ -164,7 +164,8 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
 PUBLIC_ERRORS: dict[int | str, dict[str, Any]] = {
     404: _error("No such output"),
     500: _error("Internal error (never a stack trace); a damaged output says so"),
-    503: _error("Not ready: the store is unreachable or the model loading (see Retry-After)"),
+    503: _error("Not ready: the store cannot take writes or the model is loading (see "
+                "Retry-After)"),
 }
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}

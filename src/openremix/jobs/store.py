@@ -167,6 +167,13 @@ class JobStore(Protocol):
         """QUEUED jobs now."""
         ...
 
+    def check_writable(self) -> None:
+        """Return when the store can take a write now; else raise the database's error (SQLite
+        locked by another process, PostgreSQL away). Takes and gives back what a write takes
+        (SQLite's write lock; a PostgreSQL transaction) and changes nothing: `/readyz` asks it,
+        because a read can succeed while no job can be claimed or submitted."""
+        ...
+
     def oldest_queued_age(self) -> float:
         """Seconds the oldest QUEUED job has waited (0 when none waits)."""
         ...

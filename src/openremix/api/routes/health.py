@@ -23,19 +23,26 @@ async def healthz() -> JSONResponse:
 
 
 @router.get("/readyz", responses=READY_RESPONSES,
-            summary="Readiness: the job store answers and the model is loaded")
+            summary="Readiness: the job store takes writes and the model is loaded")
 async def readyz(request: Request) -> JSONResponse:
     state = app_state(request)
     try:
+        # A write, not only a read: with SQLite locked by another process reads still work,
+        # but no job can be submitted or claimed. It waits at most the API's store wait.
+        await run_in_threadpool(state.store.check_writable)
         depth = await run_in_threadpool(state.store.queue_depth)
-    except Exception:
-        return JSONResponse({"status": "unavailable", "error": "job store unreachable"},
-                            status_code=503, headers={"Retry-After": "5"})
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+        return _unavailable(f"the job store cannot take writes: {why}")
     reason = state.readiness()
     if reason:
-        return JSONResponse({"status": "unavailable", "error": reason}, status_code=503,
-                            headers={"Retry-After": "5"})
+        return _unavailable(reason)
     return JSONResponse({"status": "ready", "queue_depth": depth})
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    return JSONResponse({"status": "unavailable", "error": reason}, status_code=503,
+                        headers={"Retry-After": "5"})
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)

@@ -33,6 +33,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from openremix.jobs.postgres.schema import register_json_as_text
+from openremix.jobs.store_wait import wait_limit
 
 T = TypeVar("T")
 log = logging.getLogger("openremix.jobs.postgres")
@@ -104,8 +105,9 @@ class Database:
         self.pool.open(wait=True, timeout=CONNECT_TIMEOUT + reconnect_seconds)
 
     def run(self, body: Callable[[psycopg.Connection], T], *, transaction: bool = True) -> T:
-        """`body(conn)` in a transaction (or autocommit), retried while the server is away."""
-        deadline = time.monotonic() + self.reconnect_seconds
+        """`body(conn)` in a transaction (or autocommit), retried while the server is away
+        (for `reconnect_seconds`, or this thread's shorter `wait_limit`)."""
+        deadline = time.monotonic() + wait_limit(self.reconnect_seconds)
         delay = 0.02
         while True:
             wait = max(0.05, min(GETCONN_SLICE_SECONDS, deadline - time.monotonic()))

@@ -317,6 +317,11 @@ class SQLJobStore(SQLApiKeys):
         row = self._row(_QUEUE_DEPTH, (self._clock(),))
         return int(row["n"]) if row else 0
 
+    def check_writable(self) -> None:
+        """See `JobStore.check_writable`: an empty transaction (SQLite's `BEGIN IMMEDIATE`
+        takes the write lock)."""
+        self._run(lambda conn: conn.execute("SELECT 1").fetchall(), Access.TRANSACTION)
+
     def _refuse_when_full(self, conn: Connection, new: NewJob, now: float) -> None:
         """Within the enqueue transaction: raise `QueueFull` when `new.max_queue_depth` jobs
         already wait. The caller's transaction must exclude other enqueues until it ends."""

@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from openremix.jobs.accounts import money
+from openremix.jobs.store_wait import wait_limit
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 10.0
 """How long SQLite itself waits for another connection's write lock."""
 LOCKED_RETRY_SECONDS = 30.0
-"""How long we keep retrying when "database is locked" surfaces anyway (e.g. WAL recovery)."""
+"""How long we keep retrying when "database is locked" surfaces anyway (e.g. WAL recovery).
+Both are the most a call waits: a thread inside `store_wait.waiting_at_most` (the API's calls)
+waits less."""
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -37,15 +40,21 @@ def connect(path: Path) -> sqlite3.Connection:
         check_same_thread=False,  # used by one thread; only `close()` crosses threads
     )
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000):d}")
+    set_busy_timeout(conn, BUSY_TIMEOUT_SECONDS)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.create_function("openremix_money", 1, money, deterministic=True)
     return conn
 
 
+def set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    """How long SQLite waits on `conn` for another connection's lock before "locked"."""
+    conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000):d}")
+
+
 def retry_locked(fn: Callable[[], T]) -> T:
-    """Call `fn`, again with backoff while it fails with "database is locked"/"busy"."""
-    deadline = time.monotonic() + LOCKED_RETRY_SECONDS
+    """Call `fn`, again with backoff while it fails with "database is locked"/"busy", for
+    `LOCKED_RETRY_SECONDS` or this thread's shorter `wait_limit`."""
+    deadline = time.monotonic() + wait_limit(LOCKED_RETRY_SECONDS)
     delay = 0.005
     while True:
         try:

@@ -29,9 +29,11 @@ from openremix.jobs.sql.base import Access
 from openremix.jobs.sql.dialect import Dialect
 from openremix.jobs.sql.rows import INSERT_JOB, JOB_COLUMNS, job_values, row_to_job
 from openremix.jobs.sql.store import COMPLETE_OWNED, PROCESSING, QUEUED, SQLJobStore
+from openremix.jobs.sqlite import schema
 from openremix.jobs.sqlite.backup import checkpoint
-from openremix.jobs.sqlite.schema import connect, migrate, retry_locked
+from openremix.jobs.sqlite.schema import connect, migrate, retry_locked, set_busy_timeout
 from openremix.jobs.store import IdempotencyConflict, InsufficientCredits, UnknownApiKey
+from openremix.jobs.store_wait import wait_limit
 
 T = TypeVar("T")
 
@@ -125,8 +127,13 @@ class SQLiteJobStore(SQLJobStore):
         if conn is None or self._local.pid != os.getpid():
             conn = connect(self.path)
             self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.busy_timeout = schema.BUSY_TIMEOUT_SECONDS  # as `connect` set it
             with self._connections_lock:
                 self._connections.append(conn)
+        busy_timeout = wait_limit(schema.BUSY_TIMEOUT_SECONDS)  # shorter for the API's calls
+        if busy_timeout != self._local.busy_timeout:
+            set_busy_timeout(conn, busy_timeout)
+            self._local.busy_timeout = busy_timeout
         return conn
 
     def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
