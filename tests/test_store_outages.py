@@ -129,7 +129,7 @@ def test_submits_on_a_full_disk_are_503_or_complete_once_space_is_back_never_500
     """The data folder's filesystem (database and outputs) fills up while a job runs. Each
     submit meanwhile is refused with 503 and Retry-After or accepted (never a 500); once space
     is freed the running job and every accepted one complete, each charged once."""
-    with small_filesystem(tmp_path / "small", "16m") as mount:
+    with small_filesystem(tmp_path / "small", 16) as mount:
         server = start_process(data_dir=tmp_path / "logs", env={  # the log stays off the tmpfs
             "OPENREMIX_DATA_DIR": str(mount), "OPENREMIX_STORE_WAIT_SECONDS": str(STORE_WAIT),
             "OPENREMIX_LEASE_SECONDS": "2", "OPENREMIX_MAX_ATTEMPTS": "20",

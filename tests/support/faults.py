@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import small_fs
+from tests.support.small_fs import fill
+
+__all__ = ["fill", "read_only_view", "small_filesystem", "sqlite_write_lock"]
+
 _HOLD_WRITE_LOCK = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -35,45 +40,21 @@ def sqlite_write_lock(path: Path, seconds: float) -> Iterator[None]:
         assert locker.wait(seconds + 30) == 0
 
 
-def _mount(*args: str) -> None:
-    done = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount here ({done.stderr.strip() or done.returncode}): this "
-                    "fault needs root and mount permission")
-
-
 @contextmanager
-def small_filesystem(mount: Path, size: str = "4m") -> Iterator[Path]:
-    """A tmpfs of `size` at `mount` (created), unmounted at the exit."""
-    mount.mkdir(parents=True, exist_ok=True)
-    _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount))
+def small_filesystem(mount: Path, size_mb: int = 4) -> Iterator[Path]:
+    """`small_fs.small_tmpfs` for a test: skipped, saying why, where mounting is refused."""
     try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Take every free byte of `folder`'s filesystem; returns the file to delete to free it."""
-    filler = folder / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
-    return filler
+        with small_fs.small_tmpfs(mount, size_mb) as mounted:
+            yield mounted
+    except small_fs.MountRefused as exc:
+        pytest.skip(str(exc))
 
 
 @contextmanager
 def read_only_view(folder: Path, mount: Path) -> Iterator[Path]:
-    """`folder` bind-mounted read-only at `mount` (as a container's read-only volume): writes
-    fail with EROFS even for root, which chmod alone does not achieve."""
-    mount.mkdir(parents=True, exist_ok=True)
-    _mount("--bind", str(folder), str(mount))
+    """`small_fs.read_only_view` for a test: skipped, saying why, where mounting is refused."""
     try:
-        _mount("-o", "remount,bind,ro", str(mount))
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        with small_fs.read_only_view(folder, mount) as mounted:
+            yield mounted
+    except small_fs.MountRefused as exc:
+        pytest.skip(str(exc))

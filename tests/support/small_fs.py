@@ -1,8 +1,8 @@
-"""A real full disk for fault tests and `bench/bench_faults.py`: a small tmpfs, filled on
-purpose and freed again.
+"""Real filesystem faults for tests and `bench/bench_faults.py`: a small tmpfs filled on
+purpose and freed again, a folder mounted read-only.
 
-Mounting needs root and mount permission (a plain container has neither); `small_tmpfs` then
-raises `MountRefused` with the reason, for the caller to skip with.
+Mounting needs root and mount permission (a plain container has neither); the helpers then
+raise `MountRefused` with the reason (tests skip with it: `tests.support.faults`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from pathlib import Path
 
 
 class MountRefused(RuntimeError):
-    """The small filesystem cannot be mounted here; `str(self)` says why."""
+    """The filesystem cannot be mounted here; `str(self)` says why."""
+
+
+def _mount(*args: str) -> None:
+    done = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MountRefused(f"cannot mount here ({done.stderr.strip() or done.returncode}): "
+                           "this fault needs root and mount permission")
 
 
 @contextmanager
@@ -22,12 +29,21 @@ def small_tmpfs(mount_point: Path, size_mb: int = 4) -> Iterator[Path]:
     """Mount a `size_mb` MiB tmpfs at `mount_point` (made if missing) for the block; it is
     unmounted after (lazily: a process that still holds a file there cannot keep it busy)."""
     mount_point.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs",
-                           str(mount_point)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise MountRefused(f"cannot mount a small filesystem here ({done.stderr.strip()}): "
-                           "needs root and mount permission")
+    _mount("-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mount_point))
     try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@contextmanager
+def read_only_view(folder: Path, mount_point: Path) -> Iterator[Path]:
+    """`folder` bind-mounted read-only at `mount_point` (as a container's read-only volume):
+    writes fail with EROFS even for root, which chmod alone does not achieve."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    _mount("--bind", str(folder), str(mount_point))
+    try:
+        _mount("-o", "remount,bind,ro", str(mount_point))
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
