@@ -243,8 +243,8 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="Most seconds one API call waits for the job store (SQLite locked by "
-        "another process, PostgreSQL away) before it answers 503 with Retry-After; `/readyz` "
-        "waits as long to test that the store takes writes. Workers keep retrying much longer "
+        "another process, PostgreSQL away) before it answers 503 with Retry-After (`/readyz` "
+        "waits at most 1 s to test that the store takes writes). Workers keep retrying longer "
         "(30 s and more) to ride out the fault.",
     )
 

@@ -12,8 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from openremix import metrics
 from openremix.api.openapi import HEALTH_RESPONSES, READY_RESPONSES
 from openremix.api.state import app_state
+from openremix.jobs.store import JobStore
+from openremix.jobs.store_wait import waiting_at_most
 
 log = logging.getLogger("openremix.api")
+READY_WAIT_SECONDS = 1.0
+"""The most `/readyz` waits for the store: probes (Kubernetes: 1 s by default) give up soon,
+and an answer of 503 in time says more than no answer."""
 router = APIRouter(tags=["operations"])
 
 
@@ -27,10 +32,7 @@ async def healthz() -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     state = app_state(request)
     try:
-        # A write, not only a read: with SQLite locked by another process reads still work,
-        # but no job can be submitted or claimed. It waits at most the API's store wait.
-        await run_in_threadpool(state.store.check_writable)
-        depth = await run_in_threadpool(state.store.queue_depth)
+        depth = await run_in_threadpool(_probe_store, state.store)
     except Exception as exc:
         why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
         return _unavailable(f"the job store cannot take writes: {why}")
@@ -38,6 +40,15 @@ async def readyz(request: Request) -> JSONResponse:
     if reason:
         return _unavailable(reason)
     return JSONResponse({"status": "ready", "queue_depth": depth})
+
+
+def _probe_store(store: JobStore) -> int:
+    """Whether the store takes a write, then the queue depth; each waits at most
+    `READY_WAIT_SECONDS`. A write, not only a read: with SQLite locked by another process
+    reads still work, but no job can be submitted or claimed."""
+    with waiting_at_most(READY_WAIT_SECONDS):
+        store.check_writable()
+        return store.queue_depth()
 
 
 def _unavailable(reason: str) -> JSONResponse:
