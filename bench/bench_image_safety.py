@@ -15,7 +15,7 @@ import time
 from PIL import Image
 from skimage import data
 
-from bench.bench_style_engine import median_seconds
+from bench.bench_style_engine import median_seconds, print_seconds
 from openremix.contract.request import RemixRequest
 from openremix.engine.base import EngineInput
 from openremix.engine.image_safety import NsfwClassifier
@@ -55,10 +55,7 @@ def main() -> None:
     rows.append(("open_nsfw score, batch of four 1024² images (per image)",
                  median_seconds(lambda: classifier.scores([photo] * 4), args.repeats) / 4))
 
-    width = max(len(name) for name, _ in rows)
-    print(f"{'what':<{width}}  seconds")
-    for name, seconds in rows:
-        print(f"{name:<{width}}  {seconds:7.3f}")
+    print_seconds(rows, "what")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,14 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def print_seconds(rows: list[tuple[str, float]], heading: str) -> None:
+    """A two-column table: each row's name, then its seconds."""
+    width = max(len(name) for name, _ in rows)
+    print(f"{heading:<{width}}  seconds")
+    for name, seconds in rows:
+        print(f"{name:<{width}}  {seconds:7.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
@@ -62,10 +70,7 @@ def main() -> None:
                 label = f"style engine {speed:<8} {resolution}{' +palette' if palette else ''}"
                 rows.append((label, median_seconds(
                     lambda item=item: engine.remix([item], lambda s, t: None), args.repeats)))
-    width = max(len(name) for name, _ in rows)
-    print(f"{'case':<{width}}  seconds")
-    for name, seconds in rows:
-        print(f"{name:<{width}}  {seconds:7.3f}")
+    print_seconds(rows, "case")
 
 
 if __name__ == "__main__":
